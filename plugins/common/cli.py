@@ -1,0 +1,73 @@
+"""Entry points behind ``tools/train.py`` and ``tools/test.py``.
+
+* ``-opt X.yml`` runs BasicSR's ``train_pipeline`` / ``test_pipeline`` with all of BasicSR's flags
+  (``--launcher``, ``--auto_resume``, ``--debug``, ``--force_yml``, ``--local_rank``).
+* ``X.py`` (an mmengine config) runs mmengine's ``Runner`` in the MMagic scope (``plugins/common/mm_runner.py``).
+
+Outputs go under the working directory, as BasicSR's and MMagic's own scripts do when run from their
+repository root: ``experiments/``, ``tb_logger/``, ``results/`` and ``work_dirs/``.
+"""
+import os
+import sys
+from typing import List
+
+from .network_io import OptionsError
+
+
+def _die(message: str) -> None:
+    print(f'error: {message}', file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _option_path(argv: List[str]) -> str:
+    for i, arg in enumerate(argv):
+        if arg == '-opt' and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith('-opt='):
+            return arg.split('=', 1)[1]
+    return None
+
+
+def _force_yml(argv: List[str]) -> List[str]:
+    if '--force_yml' not in argv:
+        return []
+    values = []
+    for arg in argv[argv.index('--force_yml') + 1:]:
+        if arg.startswith('-'):
+            break
+        values.append(arg)
+    return values
+
+
+def _run_basicsr(argv: List[str], is_train: bool) -> None:
+    from .options_check import check_basicsr_options
+    opt_path = _option_path(argv)
+    try:
+        check_basicsr_options(opt_path, is_train=is_train, force_yml=_force_yml(argv))
+    except OptionsError as err:
+        _die(str(err))
+    # BasicSR's parse_options() reads sys.argv itself.
+    sys.argv = [sys.argv[0]] + argv
+    root = os.getcwd()
+    if is_train:
+        from basicsr.train import train_pipeline
+        train_pipeline(root)
+    else:
+        from basicsr.test import test_pipeline
+        test_pipeline(root)
+
+
+def main(argv: List[str], is_train: bool) -> None:
+    """Dispatch on the kind of config: ``-opt *.yml`` to BasicSR, ``*.py`` to mmengine/MMagic."""
+    import plugins  # noqa: F401  (compat patches, then every registration)
+    if _option_path(argv) is not None:
+        _run_basicsr(argv, is_train)
+        return
+    configs = [a for a in argv if a.endswith('.py') and not a.startswith('-')]
+    if configs:
+        from . import mm_runner
+        (mm_runner.train_main if is_train else mm_runner.test_main)(argv)
+        return
+    tool = 'train' if is_train else 'test'
+    _die(f'give a BasicSR options file (python tools/{tool}.py -opt options/{tool}/<line>/<x>.yml) '
+         f'or an mmengine config (python tools/{tool}.py options/mmagic/<line>/<x>.py)')

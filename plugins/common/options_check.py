@@ -1,0 +1,175 @@
+"""Check a BasicSR options file before any work starts, so a bad option stops the run with one clear message
+naming the file and the key, instead of a traceback minutes into training.
+
+Checked: the types of BasicSR's numeric and boolean options, registered ``type`` names (model, networks,
+datasets, losses, metrics), data roots on disk, and a pretrained checkpoint that does not fit ``network_g``.
+"""
+import difflib
+import os.path as osp
+from copy import deepcopy
+from numbers import Number
+from typing import Dict, Iterable, List
+
+from .network_io import (OptionsError, build_network_from_options, check_state_dict_matches, load_options,
+                         read_state_dict)
+
+INT = (int, )
+NUM = (Number, )
+BOOL = (bool, )
+STR = (str, )
+
+# Options whose type BasicSR relies on without checking. Paths are ':'-joined keys, '*' matches any dataset.
+TYPED_OPTIONS = {
+    'name': STR,
+    'model_type': STR,
+    'scale': INT,
+    'manual_seed': INT,
+    'datasets:*:gt_size': INT,
+    'datasets:*:batch_size_per_gpu': INT,
+    'datasets:*:num_worker_per_gpu': INT,
+    'datasets:*:dataset_enlarge_ratio': NUM,
+    'datasets:*:use_hflip': BOOL,
+    'datasets:*:use_rot': BOOL,
+    'train:total_iter': INT,
+    'train:warmup_iter': INT,
+    'train:ema_decay': NUM,
+    'train:optim_g:lr': NUM,
+    'train:optim_d:lr': NUM,
+    'train:optim_g:weight_decay': NUM,
+    'val:val_freq': INT,
+    'val:save_img': BOOL,
+    'logger:print_freq': INT,
+    'logger:save_checkpoint_freq': INT,
+    'logger:use_tb_logger': BOOL,
+}
+TYPE_NAMES = {INT: 'an integer', NUM: 'a number', BOOL: 'true or false', STR: 'a string'}
+
+
+def _lookup(opt: Dict, pattern: str) -> Iterable:
+    """Yield (concrete key path, value) for every option matching a ':'-joined pattern with '*' wildcards."""
+    nodes = [('', opt)]
+    for part in pattern.split(':'):
+        nxt = []
+        for path, node in nodes:
+            if not isinstance(node, dict):
+                continue
+            keys = list(node) if part == '*' else ([part] if part in node else [])
+            nxt += [(f'{path}:{k}' if path else str(k), node[k]) for k in keys]
+        nodes = nxt
+    return nodes
+
+
+def _check_types(opt: Dict, where: str) -> None:
+    for pattern, types in TYPED_OPTIONS.items():
+        for path, value in _lookup(opt, pattern):
+            if value is None:
+                continue
+            ok = isinstance(value, types) and not (types != BOOL and isinstance(value, bool))
+            if not ok:
+                hint = ''
+                if types == NUM and isinstance(value, str):
+                    hint = f" (YAML reads {value!r} as a string; write it as !!float {value})"
+                raise OptionsError(f'{where}: {path} must be {TYPE_NAMES[types]}, got {value!r} '
+                                   f'({type(value).__name__}){hint}')
+    num_gpu = opt.get('num_gpu', 0)
+    if not (num_gpu == 'auto' or (isinstance(num_gpu, int) and not isinstance(num_gpu, bool) and num_gpu >= 0)):
+        raise OptionsError(f"{where}: num_gpu must be 0 (CPU), a number of GPUs or 'auto', got {num_gpu!r}")
+
+
+def _check_registered(registry, name, key: str, where: str) -> None:
+    if name not in registry:
+        close = difflib.get_close_matches(str(name), list(registry._obj_map), n=3)
+        hint = f' Did you mean: {", ".join(close)}?' if close else ''
+        raise OptionsError(f'{where}: {key} {name!r} is not registered in BasicSR\'s {registry._name} '
+                           f'registry.{hint}')
+
+
+def _check_data_roots(opt: Dict, where: str) -> None:
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        if not isinstance(dataset, dict):
+            raise OptionsError(f'{where}: datasets:{phase} must be a mapping, got {dataset!r}')
+        backend = (dataset.get('io_backend') or {}).get('type', 'disk')
+        for key in [k for k in dataset if str(k).startswith('dataroot')]:
+            root = dataset[key]
+            if root is None:
+                continue
+            paths = root if isinstance(root, list) else [root]
+            for path in paths:
+                path = osp.expanduser(str(path))
+                if not osp.exists(path):
+                    raise OptionsError(f'{where}: datasets:{phase}:{key} {path!r} does not exist '
+                                       f'(relative paths are read from {osp.abspath(".")}). '
+                                       'For the demo data run: python tools/make_demo_data.py')
+                if backend == 'lmdb' and not osp.isfile(osp.join(path, 'meta_info.txt')):
+                    raise OptionsError(f'{where}: datasets:{phase}:{key} {path!r} is not a BasicSR LMDB '
+                                       '(no meta_info.txt); make one with tools/make_lmdb.py')
+
+
+def _check_components(opt: Dict, where: str, is_train: bool) -> None:
+    from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+    if 'model_type' in opt:
+        _check_registered(MODEL_REGISTRY, opt['model_type'], 'model_type', where)
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        if 'type' in dataset:
+            _check_registered(DATASET_REGISTRY, dataset['type'], f'datasets:{phase}:type', where)
+    for key, value in (opt.get('train') or {}).items() if is_train else []:
+        if str(key).endswith('_opt') and isinstance(value, dict) and 'type' in value:
+            _check_registered(LOSS_REGISTRY, value['type'], f'train:{key}:type', where)
+    for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
+        if isinstance(metric, dict) and 'type' in metric:
+            _check_registered(METRIC_REGISTRY, metric['type'], f'val:metrics:{name}:type', where)
+
+
+def _check_networks(opt: Dict, where: str) -> None:
+    for key in [k for k in opt if str(k).startswith('network_')]:
+        net = build_network_from_options(opt, key, source=where)
+        suffix = key[len('network_'):]
+        ckpt = (opt.get('path') or {}).get(f'pretrain_network_{suffix}')
+        if ckpt:
+            ckpt = osp.expanduser(ckpt)
+            if not osp.isfile(ckpt):
+                raise OptionsError(f'{where}: path:pretrain_network_{suffix} {ckpt!r} does not exist')
+            if (opt.get('path') or {}).get(f'strict_load_{suffix}', True):
+                param_key = (opt.get('path') or {}).get(f'param_key_{suffix}', 'params')
+                state, _ = read_state_dict(ckpt, param_key)
+                check_state_dict_matches(net, state, ckpt, what=f'{key} of {where}')
+
+
+def apply_force_yml(opt: Dict, entries: List[str], where: str) -> Dict:
+    """Apply BasicSR ``--force_yml key:sub=value`` overrides to a copy of ``opt`` (BasicSR cannot add keys)."""
+    from basicsr.utils.options import _postprocess_yml_value
+    opt = deepcopy(opt)
+    for entry in entries:
+        if '=' not in entry:
+            raise OptionsError(f'--force_yml {entry!r}: expected key:sub=value')
+        keys, value = (s.strip() for s in entry.split('=', 1))
+        node = opt
+        parts = keys.split(':')
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                raise OptionsError(f'--force_yml {entry!r}: {where} has no section {part!r}')
+            node = node[part]
+        if parts[-1] not in node:
+            raise OptionsError(f'--force_yml {entry!r}: {where} has no option {keys!r} (BasicSR can only '
+                               'override existing keys)')
+        node[parts[-1]] = _postprocess_yml_value(value)
+    return opt
+
+
+def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str] = ()) -> Dict:
+    """Check a BasicSR options file (after ``--force_yml`` overrides); raise ``OptionsError`` on the first problem.
+
+    Returns the options dict as checked.
+    """
+    import plugins  # noqa: F401  (registrations)
+    if path is None:
+        raise OptionsError('no options file given (-opt X.yml)')
+    opt = apply_force_yml(load_options(path), list(force_yml), path)
+    for key in ('name', 'model_type', 'datasets', 'path') + (('train', ) if is_train else ()):
+        if key not in opt:
+            raise OptionsError(f'{path}: the required option {key!r} is missing')
+    _check_types(opt, path)
+    _check_components(opt, path, is_train)
+    _check_data_roots(opt, path)
+    _check_networks(opt, path)
+    return opt

@@ -1,0 +1,243 @@
+"""Every patch the 2026 stack needs for BasicSR 1.4.2, MMagic 1.2.0 and mmengine 0.10.7.
+
+This is the only module of the package that changes a third-party package. ``apply()`` runs once, from
+``plugins/__init__.py``, before the first ``basicsr`` or ``mmagic`` import. Each patch names the upstream
+problem it works around (see shared/docs/stack.md) and has a test in ``tests/test_compat.py`` that fails
+without it.
+
+py-lmdb: lmdb >= 2 refuses to open one environment twice in a process (jnwatson/py-lmdb#412), which breaks
+two BasicSR datasets on one LMDB, or train + validation on one LMDB with ``num_workers: 0``. We pin
+``lmdb<2`` in setup.py instead of patching ``lmdb.open``: the pin fixes BasicSR and mmengine's LMDB backends
+alike, and ``check_lmdb_version`` turns a violated pin into a clear error instead of a failure mid-training.
+"""
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import types
+
+import torch
+
+_APPLIED = False
+
+
+def apply() -> None:
+    """Apply every patch once; safe to call again."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    _alias_torchvision_functional_tensor()
+    _alias_numpy_bool8()
+    _stub_mmcv_ext_if_not_compiled()
+    _patch_basicsr_distributed()
+    _patch_mmengine()
+    _APPLIED = True
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torchvision
+# ---------------------------------------------------------------------------------------------------------
+def _alias_torchvision_functional_tensor() -> None:
+    """torchvision 0.17 removed ``transforms.functional_tensor``; basicsr 1.4.2 imports ``rgb_to_grayscale``
+    from it in ``basicsr/data/degradations.py``, and its star imports make that kill ``import basicsr``
+    (BasicSR#663, fixed on master, never released). ``transforms.functional`` has the same function."""
+    name = 'torchvision.transforms.functional_tensor'
+    if name in sys.modules:
+        return
+    try:
+        importlib.import_module(name)
+    except ImportError:
+        import torchvision.transforms.functional as functional
+        sys.modules[name] = functional
+
+
+# ---------------------------------------------------------------------------------------------------------
+# numpy / mmcv (must precede the first mmagic import)
+# ---------------------------------------------------------------------------------------------------------
+def _alias_numpy_bool8() -> None:
+    """numpy 2 removed ``np.bool8``; ``mmagic/utils/trans_utils.py`` uses it in a module-level dict, so
+    ``import mmagic.models`` fails with AttributeError."""
+    import numpy as np
+    if not hasattr(np, 'bool8'):
+        np.bool8 = np.bool_
+
+
+MMCV_EXT_MESSAGE = ('mmcv op {name!r} needs the compiled mmcv (mmcv._ext), but only mmcv-lite is installed. '
+                    "Install a full 'mmcv>=2.0.0,<2.2.0' built for your torch/CUDA to use models with mmcv ops "
+                    '(EDVR, BasicVSR++, TDAN, StyleGAN1/2); nothing in this package needs them.')
+
+
+class MissingCompiledMmcvOp:
+    """Stands in for one compiled mmcv op; calling it raises an error that names the missing package."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError(MMCV_EXT_MESSAGE.format(name=self.name))
+
+
+def _stub_mmcv_ext_if_not_compiled() -> None:
+    """mmcv-lite has no ``mmcv._ext``, but ``mmcv.ops`` loads it at import and several MMagic editors
+    import ``mmcv.ops`` unguarded, so ``import mmagic.models`` fails (``No module named 'mmcv._ext'``).
+    Where mmcv is installed without its compiled extension, register a stub module whose attributes are
+    ops that raise a clear error when called. A compiled mmcv is never shadowed."""
+    if 'mmcv._ext' in sys.modules or importlib.util.find_spec('mmcv') is None:
+        return
+    mmcv_dir = os.path.dirname(importlib.util.find_spec('mmcv').origin)
+    if any(f.startswith('_ext') for f in os.listdir(mmcv_dir)):
+        return  # the real compiled extension exists
+    stub = types.ModuleType('mmcv._ext', 'Stub for the compiled mmcv ops, added by plugins.compat.')
+    # mmcv.utils.check_ops_exist() goes through pkgutil/importlib, which reject a module without __spec__.
+    stub.__spec__ = importlib.machinery.ModuleSpec('mmcv._ext', None)
+
+    def __getattr__(name):  # noqa: N807 (module-level __getattr__, PEP 562)
+        if name.startswith('__'):
+            raise AttributeError(name)  # inspect/pickle probe dunders: answering them breaks inspect
+        return MissingCompiledMmcvOp(name)
+
+    stub.__getattr__ = __getattr__
+    sys.modules['mmcv._ext'] = stub
+
+
+# ---------------------------------------------------------------------------------------------------------
+# BasicSR: distributed launch, DDP wrapping and resume on CPU
+# ---------------------------------------------------------------------------------------------------------
+def _init_dist_pytorch_any_device(backend: str = 'nccl', **kwargs) -> None:
+    """``torchrun`` initialisation that works with and without CUDA.
+
+    BasicSR 1.4.2 does ``torch.cuda.set_device(RANK % device_count())`` (ZeroDivisionError on CPU, and the
+    wrong GPU on nodes after the first, since it ignores LOCAL_RANK) and always uses nccl. Here: on GPU the
+    device comes from LOCAL_RANK and the backend stays as asked (nccl); on CPU the backend is gloo."""
+    import torch.distributed as dist
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    else:
+        backend = 'gloo'
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def _model_to_device_any_device(self, net):
+    """``BaseModel.model_to_device`` without CUDA-only DDP arguments.
+
+    BasicSR wraps DDP with ``device_ids=[torch.cuda.current_device()]``, which fails on CPU. CPU modules
+    must be wrapped with ``device_ids=None``."""
+    from torch.nn.parallel import DataParallel, DistributedDataParallel
+    net = net.to(self.device)
+    if self.opt['dist']:
+        find_unused_parameters = self.opt.get('find_unused_parameters', False)
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+    elif self.opt['num_gpu'] > 1:
+        net = DataParallel(net)
+    return net
+
+
+def latest_training_state(state_dir: str):
+    """Path of the ``<iter>.state`` file with the highest iteration in ``state_dir``, or None."""
+    if not os.path.isdir(state_dir):
+        return None
+    iters = [int(f[:-len('.state')]) for f in os.listdir(state_dir) if f.endswith('.state') and f[:-6].isdigit()]
+    return os.path.join(state_dir, f'{max(iters)}.state') if iters else None
+
+
+def _load_resume_state_any_device(opt):
+    """``basicsr.train.load_resume_state`` that works on CPU and with any working directory.
+
+    BasicSR 1.4.2 maps the state with ``torch.cuda.current_device()`` (fails without CUDA) and, with
+    ``--auto_resume``, looks in ``experiments/<name>`` relative to the working directory instead of the
+    experiment folder it writes to (fixed in forks, e.g. neosr#109)."""
+    from basicsr.train import check_resume
+    resume_state_path = None
+    if opt['auto_resume']:
+        resume_state_path = latest_training_state(opt['path']['training_states'])
+        if resume_state_path is not None:
+            opt['path']['resume_state'] = resume_state_path
+    elif opt['path'].get('resume_state'):
+        resume_state_path = opt['path']['resume_state']
+    if resume_state_path is None:
+        return None
+    if torch.cuda.is_available() and opt.get('num_gpu', 0) != 0:
+        device = torch.device('cuda', torch.cuda.current_device())
+    else:
+        device = torch.device('cpu')
+    resume_state = torch.load(resume_state_path, map_location=device)
+    check_resume(opt, resume_state['iter'])
+    return resume_state
+
+
+def _patch_basicsr_distributed() -> None:
+    import basicsr.train
+    import basicsr.utils.dist_util as dist_util
+    from basicsr.models.base_model import BaseModel
+
+    # init_dist() looks _init_dist_pytorch up as a module global at call time.
+    dist_util._init_dist_pytorch = _init_dist_pytorch_any_device
+    BaseModel.model_to_device = _model_to_device_any_device
+    # train_pipeline() looks load_resume_state up as a module global of basicsr.train at call time.
+    basicsr.train.load_resume_state = _load_resume_state_any_device
+
+
+def check_lmdb_version() -> None:
+    """Raise a clear error when py-lmdb >= 2 is installed despite the ``lmdb<2`` pin (see module docstring)."""
+    import lmdb
+    if int(lmdb.__version__.split('.')[0]) >= 2:
+        raise RuntimeError(f'py-lmdb {lmdb.__version__} is installed, but this package needs lmdb<2: '
+                           'lmdb>=2 refuses to open one LMDB twice in a process (train + val on one LMDB). '
+                           "Run: pip install 'lmdb<2'")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# mmengine 0.10.7: resume on torch >= 2.6, launcher='pytorch' on CPU
+# ---------------------------------------------------------------------------------------------------------
+def _patch_mmengine() -> None:
+    if importlib.util.find_spec('mmengine') is None:
+        return
+    _allow_mmengine_checkpoint_globals()
+    _patch_mmengine_launcher()
+
+
+def _allow_mmengine_checkpoint_globals() -> None:
+    """torch >= 2.6 loads checkpoints with ``weights_only=True``; mmengine 0.10.7 stores its message hub
+    (``HistoryBuffer`` holding numpy arrays and scalars) in them, so ``--resume`` fails with UnpicklingError
+    (mmengine#1655, fixed on main by #1670, unreleased). Allow exactly those globals rather than turning the
+    safe loader off with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD."""
+    import numpy as np
+    import numpy._core.multiarray as multiarray
+    from mmengine.logging.history_buffer import HistoryBuffer
+    scalar_types = [np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_]
+    torch.serialization.add_safe_globals([HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray,
+                                          np.dtype, *scalar_types, *(type(np.dtype(t)) for t in scalar_types)])
+
+
+def _patch_mmengine_launcher() -> None:
+    """mmengine 0.10.7 ``launcher='pytorch'`` calls ``torch.cuda.set_device(LOCAL_RANK)`` unconditionally
+    ("Found no NVIDIA driver" on CPU) and the Runner wraps DDP with ``device_ids=[LOCAL_RANK]``. Initialise
+    with gloo on CPU, and drop ``device_ids`` when the model is on the CPU."""
+    import mmengine.dist.utils as mm_dist_utils
+    import torch.distributed as dist
+
+    def _init_dist_pytorch(backend='nccl', init_backend='torch', **kwargs):
+        if init_backend != 'torch':
+            raise ValueError(f'plugins.compat handles init_backend="torch" only, got {init_backend!r}')
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
+        else:
+            backend = 'gloo'
+        dist.init_process_group(backend=backend, **kwargs)
+
+    mm_dist_utils._init_dist_pytorch = _init_dist_pytorch
+
+    # Runner.wrap_model passes device_ids=[LOCAL_RANK] to MMDistributedDataParallel, and
+    # MMSeparateDistributedDataParallel builds one per sub-module: drop device_ids for CPU modules.
+    from mmengine.model.wrappers.distributed import MMDistributedDataParallel
+    wrapped_init = MMDistributedDataParallel.__init__
+
+    def __init__(self, module, detect_anomalous_params=False, **kwargs):  # noqa: N807
+        if not any(p.is_cuda for p in module.parameters()):
+            kwargs['device_ids'] = None
+            kwargs.pop('output_device', None)
+        wrapped_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
+
+    MMDistributedDataParallel.__init__ = __init__
