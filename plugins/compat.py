@@ -200,15 +200,41 @@ def _patch_mmengine() -> None:
 
 def _allow_mmengine_checkpoint_globals() -> None:
     """torch >= 2.6 loads checkpoints with ``weights_only=True``; mmengine 0.10.7 stores its message hub
-    (``HistoryBuffer`` holding numpy arrays and scalars) in them, so ``--resume`` fails with UnpicklingError
-    (mmengine#1655, fixed on main by #1670, unreleased). Allow exactly those globals rather than turning the
-    safe loader off with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD."""
+    (``HistoryBuffer`` holding numpy arrays and scalars) in them, so ``--resume`` and ``load_from`` fail with
+    UnpicklingError (mmengine#1655, fixed on main by #1670, unreleased). Allow exactly the globals such a
+    checkpoint holds (``torch.serialization.get_unsafe_globals_in_checkpoint`` on an mmengine 0.10.7 checkpoint:
+    HistoryBuffer, numpy.ndarray, numpy.dtype, numpy._core.multiarray._reconstruct / scalar, builtins.getattr)
+    and the classes of numeric dtypes (``numpy.dtypes.Float64DType`` ...), which the unpickler needs to set a
+    dtype's state, rather than turning the safe loader off with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD. numpy 1 writes
+    ``numpy.core.multiarray.*``: those names are allowed too.
+
+    ``getattr`` comes from ``HistoryBuffer.__getstate__``, which saves its statistics methods; pickle writes
+    ``HistoryBuffer.min`` as ``getattr(HistoryBuffer, 'min')``. The real ``getattr`` would let a checkpoint read
+    any attribute of anything it can build, so the name ``builtins.getattr`` is bound to a function that
+    allows exactly ``HistoryBuffer.min/max/current/mean`` and refuses the rest."""
+    import pickle
+
     import numpy as np
-    import numpy._core.multiarray as multiarray
     from mmengine.logging.history_buffer import HistoryBuffer
-    scalar_types = [np.float64, np.float32, np.float16, np.int64, np.int32, np.uint8, np.bool_]
-    torch.serialization.add_safe_globals([HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray,
-                                          np.dtype, *scalar_types, *(type(np.dtype(t)) for t in scalar_types)])
+    try:
+        import numpy._core.multiarray as multiarray  # numpy >= 2
+    except ImportError:
+        import numpy.core.multiarray as multiarray  # numpy 1
+    statistics = ('min', 'max', 'current', 'mean')  # HistoryBuffer._set_default_statistics
+
+    def history_buffer_getattr(obj, name):
+        if obj is HistoryBuffer and name in statistics:
+            return getattr(HistoryBuffer, name)
+        raise pickle.UnpicklingError(f'weights_only load: getattr({obj!r}, {name!r}) is not allowed; plugins.compat '
+                                     f'allows getattr only for HistoryBuffer.{"/".join(statistics)}')
+
+    # Unpickling a dtype ends in BUILD on the instance, which torch allows only for allowlisted types: the
+    # per-dtype classes (numpy.dtypes.Float64DType ...) of the bool and numeric dtypes.
+    dtype_classes = {type(np.dtype(code)) for code in '?' + np.typecodes['AllInteger'] + np.typecodes['AllFloat']}
+    safe = [HistoryBuffer, np.ndarray, np.dtype, *dtype_classes, (history_buffer_getattr, 'builtins.getattr')]
+    for module in ('numpy._core.multiarray', 'numpy.core.multiarray'):
+        safe += [(multiarray._reconstruct, f'{module}._reconstruct'), (multiarray.scalar, f'{module}.scalar')]
+    torch.serialization.add_safe_globals(safe)
 
 
 def _patch_mmengine_launcher() -> None:

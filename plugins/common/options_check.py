@@ -89,6 +89,9 @@ def _check_data_roots(opt: Dict, where: str) -> None:
         if not isinstance(dataset, dict):
             raise OptionsError(f'{where}: datasets:{phase} must be a mapping, got {dataset!r}')
         backend = (dataset.get('io_backend') or {}).get('type', 'disk')
+        if backend == 'lmdb':
+            from ..compat import check_lmdb_version
+            check_lmdb_version()
         for key in [k for k in dataset if str(k).startswith('dataroot')]:
             root = dataset[key]
             if root is None:
@@ -103,6 +106,19 @@ def _check_data_roots(opt: Dict, where: str) -> None:
                 if backend == 'lmdb' and not osp.isfile(osp.join(path, 'meta_info.txt')):
                     raise OptionsError(f'{where}: datasets:{phase}:{key} {path!r} is not a BasicSR LMDB '
                                        '(no meta_info.txt); make one with tools/make_lmdb.py')
+
+
+def _check_scheduler(opt: Dict, where: str) -> None:
+    """BasicSR's CosineAnnealingRestartLR fails with a TypeError deep in training once the iteration passes
+    the sum of its periods (e.g. after raising total_iter for a resume)."""
+    train = opt.get('train') or {}
+    scheduler = train.get('scheduler') or {}
+    if scheduler.get('type') == 'CosineAnnealingRestartLR' and isinstance(train.get('total_iter'), int):
+        periods = scheduler.get('periods') or []
+        if sum(periods) < train['total_iter']:
+            raise OptionsError(f'{where}: train:scheduler:periods {list(periods)} sum to {sum(periods)}, fewer than '
+                               f"train:total_iter {train['total_iter']}; CosineAnnealingRestartLR has no learning "
+                               'rate after its last period. Make the periods cover total_iter.')
 
 
 def _check_components(opt: Dict, where: str, is_train: bool) -> None:
@@ -170,6 +186,8 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
             raise OptionsError(f'{path}: the required option {key!r} is missing')
     _check_types(opt, path)
     _check_components(opt, path, is_train)
+    if is_train:
+        _check_scheduler(opt, path)
     _check_data_roots(opt, path)
     _check_networks(opt, path)
     return opt

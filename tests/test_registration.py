@@ -1,0 +1,30 @@
+"""Importing `plugins` registers every component into the toolboxes' registries."""
+import importlib.util
+
+import pytest
+
+
+def test_basicsr_registrations():
+    import plugins  # noqa: F401
+    from basicsr.utils.registry import ARCH_REGISTRY
+    assert ARCH_REGISTRY.get('SRCNN').__module__ == 'plugins.classic.archs'
+
+
+@pytest.mark.skipif(importlib.util.find_spec('mmagic') is None, reason='mmagic extra not installed')
+def test_mmagic_registrations():
+    import plugins  # noqa: F401
+    from mmagic.registry import MODELS
+    assert MODELS.get('SRCNN').__module__ == 'plugins.classic.archs'
+
+
+def test_srcnn_parameter_count_and_shape():
+    """Seed 002's torchsummary table: 5,248 + 51,232 + 801 = 57,281 parameters for one (Y) channel."""
+    import torch
+    from plugins.classic.archs import SRCNN
+    net = SRCNN(num_in_ch=1, upscale=2)
+    assert [p.numel() for p in net.parameters()] == [5184, 64, 51200, 32, 800, 1]
+    assert sum(p.numel() for p in net.parameters()) == 57281
+    assert net(torch.rand(2, 1, 21, 17)).shape == (2, 1, 42, 34)
+    assert SRCNN(num_in_ch=3, upscale=1)(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
+    with pytest.raises(ValueError, match='odd'):
+        SRCNN(kernel_sizes=(9, 4, 5))
