@@ -50,11 +50,16 @@ def read_hr(file_name: str) -> np.ndarray:
     return img[:h - h % MOD, :w - w % MOD]
 
 
-def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB-style bicubic downsampling (``basicsr.utils.matlab_functions.imresize``) of a uint8 image."""
+def matlab_bicubic(img: np.ndarray, factor: float) -> np.ndarray:
+    """Resize a uint8 image by ``factor`` with MATLAB's antialiased bicubic (``basicsr.utils.matlab_functions``)."""
     from basicsr.utils.matlab_functions import imresize
-    lr = imresize(hr.astype(np.float64) / 255., 1 / scale)
-    return np.clip(np.round(lr * 255.), 0, 255).astype(np.uint8)
+    out = imresize(img.astype(np.float64) / 255., factor)
+    return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
+
+
+def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB-style bicubic downsampling of a uint8 image by an integer ``scale``, as SR benchmarks make LR."""
+    return matlab_bicubic(hr, 1 / scale)
 
 
 def sub_image_boxes(hr: np.ndarray, crop: int = SUB_CROP, min_std: float = SUB_MIN_STD) -> List[tuple]:
