@@ -239,31 +239,38 @@ def _allow_mmengine_checkpoint_globals() -> None:
 
 def _patch_mmengine_launcher() -> None:
     """mmengine 0.10.7 ``launcher='pytorch'`` calls ``torch.cuda.set_device(LOCAL_RANK)`` unconditionally
-    ("Found no NVIDIA driver" on CPU) and the Runner wraps DDP with ``device_ids=[LOCAL_RANK]``. Initialise
-    with gloo on CPU, and drop ``device_ids`` when the model is on the CPU."""
+    ("Found no NVIDIA driver" on CPU, whatever ``dist_cfg.backend`` says) and the Runner wraps DDP with
+    ``device_ids=[LOCAL_RANK]``, which DDP rejects for a CPU module. On a machine without CUDA (nor the
+    NPU/MLU/MUSA that mmengine also handles), initialise with gloo instead; elsewhere mmengine's own function
+    runs unchanged. And drop ``device_ids`` when the wrapped module is on the CPU."""
     import mmengine.dist.utils as mm_dist_utils
     import torch.distributed as dist
+    from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
+    from mmengine.model.wrappers.distributed import MMDistributedDataParallel
+
+    if getattr(mm_dist_utils._init_dist_pytorch, '_plugins_compat', False):
+        return  # already patched
+    original_init_dist = mm_dist_utils._init_dist_pytorch
 
     def _init_dist_pytorch(backend='nccl', init_backend='torch', **kwargs):
+        if torch.cuda.is_available() or is_npu_available() or is_mlu_available() or is_musa_available():
+            return original_init_dist(backend, init_backend=init_backend, **kwargs)
         if init_backend != 'torch':
-            raise ValueError(f'plugins.compat handles init_backend="torch" only, got {init_backend!r}')
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ['LOCAL_RANK']))
-        else:
-            backend = 'gloo'
-        dist.init_process_group(backend=backend, **kwargs)
+            raise ValueError(f'init_backend={init_backend!r} needs a GPU; on CPU only "torch" (gloo) works')
+        dist.init_process_group(backend='gloo', **kwargs)  # nccl needs CUDA
 
+    _init_dist_pytorch._plugins_compat = True
+    # init_dist() looks _init_dist_pytorch up as a module global at call time.
     mm_dist_utils._init_dist_pytorch = _init_dist_pytorch
 
     # Runner.wrap_model passes device_ids=[LOCAL_RANK] to MMDistributedDataParallel, and
     # MMSeparateDistributedDataParallel builds one per sub-module: drop device_ids for CPU modules.
-    from mmengine.model.wrappers.distributed import MMDistributedDataParallel
-    wrapped_init = MMDistributedDataParallel.__init__
+    original_ddp_init = MMDistributedDataParallel.__init__
 
     def __init__(self, module, detect_anomalous_params=False, **kwargs):  # noqa: N807
         if not any(p.is_cuda for p in module.parameters()):
             kwargs['device_ids'] = None
             kwargs.pop('output_device', None)
-        wrapped_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
+        original_ddp_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
 
     MMDistributedDataParallel.__init__ = __init__

@@ -12,6 +12,15 @@ def _check(path, **kwargs):
     return check_basicsr_options(str(path), **kwargs)
 
 
+def _assert_rejected(workdir, monkeypatch, replace, message):
+    """The training options with ``replace`` applied fail the check with an OptionsError matching ``message``."""
+    from plugins.common.network_io import OptionsError
+    monkeypatch.chdir(workdir)
+    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', replace)
+    with pytest.raises(OptionsError, match=message):
+        _check(path)
+
+
 def test_the_shipped_options_pass_the_check(workdir, monkeypatch):
     monkeypatch.chdir(workdir)
     opt = _check(f'{REPO}/{SRCNN_TRAIN}')
@@ -19,19 +28,13 @@ def test_the_shipped_options_pass_the_check(workdir, monkeypatch):
 
 
 def test_missing_data_root_names_the_key_and_the_path(workdir, monkeypatch):
-    monkeypatch.chdir(workdir)
-    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', {r'train/HR_sub$': 'train/no_such_folder'})
-    from plugins.common.network_io import OptionsError
-    with pytest.raises(OptionsError, match=r"x\.yml: datasets:train:dataroot_gt '.*no_such_folder' does not exist"):
-        _check(path)
+    _assert_rejected(workdir, monkeypatch, {r'train/HR_sub$': 'train/no_such_folder'},
+                     r"x\.yml: datasets:train:dataroot_gt '.*no_such_folder' does not exist")
 
 
 def test_unknown_network_type_suggests_a_close_name(workdir, monkeypatch):
-    monkeypatch.chdir(workdir)
-    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', {r'type: SRCNN$': 'type: SRCNNN'})
-    from plugins.common.network_io import OptionsError
-    with pytest.raises(OptionsError, match=r"network_g.type 'SRCNNN' is not a registered network\. Did you mean: SRCNN"):
-        _check(path)
+    _assert_rejected(workdir, monkeypatch, {r'type: SRCNN$': 'type: SRCNNN'},
+                     r"network_g.type 'SRCNNN' is not a registered network\. Did you mean: SRCNN")
 
 
 @pytest.mark.parametrize('replace, message', [
@@ -41,31 +44,21 @@ def test_unknown_network_type_suggests_a_close_name(workdir, monkeypatch):
     ({r'^num_gpu: 0': 'num_gpu: -1'}, r"num_gpu must be 0 \(CPU\)"),
 ])
 def test_option_of_the_wrong_type(workdir, monkeypatch, replace, message):
-    monkeypatch.chdir(workdir)
-    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', replace)
-    from plugins.common.network_io import OptionsError
-    with pytest.raises(OptionsError, match=message):
-        _check(path)
+    _assert_rejected(workdir, monkeypatch, replace, message)
 
 
 def test_checkpoint_that_does_not_match_the_network(workdir, monkeypatch):
-    monkeypatch.chdir(workdir)
     from plugins.classic.archs import SRCNN
     ckpt = workdir / 'rgb_srcnn.pth'
     torch.save({'params': SRCNN(num_in_ch=3).state_dict()}, ckpt)  # a 3-channel network for a 1-channel option
-    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', {r'pretrain_network_g: ~': f'pretrain_network_g: {ckpt}'})
-    from plugins.common.network_io import OptionsError
-    with pytest.raises(OptionsError, match=r'checkpoint .*rgb_srcnn\.pth does not match network_g .*SRCNN.*'
-                                           r'extract\.weight: checkpoint \(64, 3, 9, 9\) vs network \(64, 1, 9, 9\)'):
-        _check(path)
+    _assert_rejected(workdir, monkeypatch, {r'pretrain_network_g: ~': f'pretrain_network_g: {ckpt}'},
+                     r'checkpoint .*rgb_srcnn\.pth does not match network_g .*SRCNN.*'
+                     r'extract\.weight: checkpoint \(64, 3, 9, 9\) vs network \(64, 1, 9, 9\)')
 
 
 def test_scheduler_periods_shorter_than_training(workdir, monkeypatch):
-    monkeypatch.chdir(workdir)
-    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', {r'^  total_iter: \d+': '  total_iter: 900'})
-    from plugins.common.network_io import OptionsError
-    with pytest.raises(OptionsError, match=r'periods \[600\] sum to 600, fewer than train:total_iter 900'):
-        _check(path)
+    _assert_rejected(workdir, monkeypatch, {r'^  total_iter: \d+': '  total_iter: 900'},
+                     r'periods \[600\] sum to 600, fewer than train:total_iter 900')
 
 
 def test_force_yml_is_checked_too(workdir, monkeypatch):

@@ -57,9 +57,25 @@ def _run_basicsr(argv: List[str], is_train: bool) -> None:
         test_pipeline(root)
 
 
+def _close_process_group() -> None:
+    """End a distributed run cleanly: wait for every rank, then destroy the process group.
+
+    Neither toolbox does it; a process that exits with a live gloo group can abort at interpreter shutdown
+    ("terminate called without an active exception", SIGABRT), which torchrun reports as a failed run."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def main(argv: List[str], is_train: bool) -> None:
     """Dispatch on the kind of config: ``-opt *.yml`` to BasicSR, ``*.py`` to mmengine/MMagic."""
     import plugins  # noqa: F401  (compat patches, then every registration)
+    _dispatch(argv, is_train)
+    _close_process_group()
+
+
+def _dispatch(argv: List[str], is_train: bool) -> None:
     if _option_path(argv) is not None:
         _run_basicsr(argv, is_train)
         return
