@@ -1,13 +1,26 @@
-"""Importing `plugins` registers every component into the toolboxes' registries."""
+"""Importing `plugins` registers every component into the toolboxes' registries, under names of its own."""
 import importlib.util
 
 import pytest
 
+# Everything the package registers, per BasicSR registry. A new component must be added here (and documented).
+EXPECTED_BASICSR = {
+    'arch': {'SRCNN', 'FSRCNN', 'SRResNetIN'},
+    'dataset': {'BicubicDegradationDataset'},
+    'loss': {'LocalVGGPerceptualLoss'},
+    'model': set(),
+    'metric': set(),
+}
+
 
 def test_basicsr_registrations():
     import plugins  # noqa: F401
-    from basicsr.utils.registry import ARCH_REGISTRY
-    assert ARCH_REGISTRY.get('SRCNN').__module__ == 'plugins.classic.archs'
+    from basicsr.utils import registry
+    registries = [registry.ARCH_REGISTRY, registry.DATASET_REGISTRY, registry.LOSS_REGISTRY,
+                  registry.MODEL_REGISTRY, registry.METRIC_REGISTRY]
+    ours = {r._name: {name for name, obj in r._obj_map.items() if obj.__module__.startswith('plugins.')}
+            for r in registries}
+    assert ours == EXPECTED_BASICSR
 
 
 @pytest.mark.skipif(importlib.util.find_spec('mmagic') is None, reason='mmagic extra not installed')

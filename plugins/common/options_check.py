@@ -121,6 +121,30 @@ def _check_scheduler(opt: Dict, where: str) -> None:
                                'rate after its last period. Make the periods cover total_iter.')
 
 
+def _check_weights_paths(opt: Dict, where: str) -> None:
+    """Losses that need pretrained weights (``*weights_path`` options) take them from a local file: nothing is
+    downloaded at run time, so a missing file must stop the run here with a way to get it."""
+    for key, value in (opt.get('train') or {}).items():
+        if not (str(key).endswith('_opt') and isinstance(value, dict)):
+            continue
+        for option, path in value.items():
+            if str(option).endswith('weights_path') and not (isinstance(path, str) and osp.isfile(path)):
+                raise OptionsError(
+                    f'{where}: train:{key}:{option} {path!r} is not a file. This loss needs pretrained weights and '
+                    'never downloads them: fetch them on a machine with internet (for VGG19, torchvision\'s '
+                    "vgg19-dcbb9e9d.pth: python -c \"import torchvision; torchvision.models.vgg19(weights='DEFAULT')\""
+                    f' puts it in ~/.cache/torch/hub/checkpoints/), copy the file to {path!r}, or remove train:{key}.')
+
+
+def _check_patch_sizes(opt: Dict, where: str) -> None:
+    scale = opt.get('scale')
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        gt_size = dataset.get('gt_size') if isinstance(dataset, dict) else None
+        if isinstance(scale, int) and isinstance(gt_size, int) and gt_size % scale:
+            raise OptionsError(f'{where}: datasets:{phase}:gt_size {gt_size} is not divisible by scale {scale}; '
+                               f'the LR patch would be {gt_size / scale:g} pixels. Use a multiple of {scale}.')
+
+
 def _check_components(opt: Dict, where: str, is_train: bool) -> None:
     from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
     if 'model_type' in opt:
@@ -186,8 +210,10 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
             raise OptionsError(f'{path}: the required option {key!r} is missing')
     _check_types(opt, path)
     _check_components(opt, path, is_train)
+    _check_patch_sizes(opt, path)
     if is_train:
         _check_scheduler(opt, path)
+        _check_weights_paths(opt, path)
     _check_data_roots(opt, path)
     _check_networks(opt, path)
     return opt
