@@ -10,9 +10,9 @@ from . import compat
 
 compat.apply()
 
-from . import classic  # noqa: E402,F401
+from . import blindsr, classic, lowlight, textsr  # noqa: E402,F401
 
 if importlib.util.find_spec('mmagic') is not None:
-    from . import mmagic_side  # noqa: E402,F401
+    from . import inpaint, mmagic_side  # noqa: E402,F401
 
 __version__ = '0.1.0'

@@ -63,3 +63,19 @@ def torchrun(nproc=2):
         port = s.getsockname()[1]
     exe = shutil.which('torchrun', path=osp.dirname(sys.executable)) or 'torchrun'
     return [exe, f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1', f'--master_port={port}']
+
+
+def quick_overrides(total_iter=2, every=2, batch=2, period=None):
+    """``write_options`` replacements that shorten a training options file of options/train to a few-iteration
+    CPU run: ``total_iter`` iterations of batch ``batch``, validation and checkpoints every ``every`` iterations,
+    cosine period ``period`` (default: ``total_iter``), no data workers and no TensorBoard."""
+    return {
+        r'^  total_iter: \d+': f'  total_iter: {total_iter}',
+        r'^    periods: \[\d+\]': f'    periods: [{period or total_iter}]',
+        r'^  val_freq: \d+': f'  val_freq: {every}',
+        r'^  save_checkpoint_freq: \d+': f'  save_checkpoint_freq: {every}',
+        r'^  print_freq: \d+': '  print_freq: 1',
+        r'^    num_worker_per_gpu: \d+': '    num_worker_per_gpu: 0',
+        r'^    batch_size_per_gpu: \d+': f'    batch_size_per_gpu: {batch}',
+        r'^  use_tb_logger: true': '  use_tb_logger: false',
+    }

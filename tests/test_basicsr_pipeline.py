@@ -6,21 +6,12 @@ import re
 import pytest
 import torch
 
-from conftest import run_tool, torchrun, write_options
+from conftest import run_tool, torchrun, write_options, quick_overrides
 
 SRCNN_TRAIN = 'options/train/classic/srcnn_x2.yml'
 SRCNN_TEST = 'options/test/classic/srcnn_x2.yml'
 # A few iterations of the real options file: validation and checkpoints every 3 iterations.
-QUICK = {
-    r'^  total_iter: \d+': '  total_iter: 6',
-    r'^    periods: \[\d+\]': '    periods: [12]',
-    r'^  val_freq: \d+': '  val_freq: 3',
-    r'^  save_checkpoint_freq: \d+': '  save_checkpoint_freq: 3',
-    r'^  print_freq: \d+': '  print_freq: 1',
-    r'^    num_worker_per_gpu: \d+': '    num_worker_per_gpu: 0',
-    r'^    batch_size_per_gpu: \d+': '    batch_size_per_gpu: 4',
-    r'^  use_tb_logger: true': '  use_tb_logger: false',
-}
+QUICK = quick_overrides(total_iter=6, every=3, batch=4, period=12)
 EXP = 'experiments/001_SRCNN_x2_Y_demo'
 
 

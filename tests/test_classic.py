@@ -7,17 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO, run_tool, write_options
+from conftest import REPO, run_tool, write_options, quick_overrides
 
-QUICK = {
-    r'^  total_iter: \d+': '  total_iter: 2',
-    r'^    periods: \[\d+\]': '    periods: [2]',
-    r'^  val_freq: \d+': '  val_freq: 2',
-    r'^  save_checkpoint_freq: \d+': '  save_checkpoint_freq: 2',
-    r'^    num_worker_per_gpu: \d+': '    num_worker_per_gpu: 0',
-    r'^    batch_size_per_gpu: \d+': '    batch_size_per_gpu: 2',
-    r'^  use_tb_logger: true': '  use_tb_logger: false',
-}
+QUICK = quick_overrides()
 X2_OPTIONS = ['srcnn_x2_mse.yml', 'srcnn_x2_l1.yml', 'fsrcnn_x2_mse.yml', 'fsrcnn_x2_l1.yml', 'fsrcnn_x2_in.yml',
               'fsrcnn_x2_wide_mse.yml', 'fsrcnn_x2_wide_l1.yml', 'fsrcnn_x2_paper.yml']
 
