@@ -10,6 +10,7 @@ two BasicSR datasets on one LMDB, or train + validation on one LMDB with ``num_w
 ``lmdb<2`` in setup.py instead of patching ``lmdb.open``: the pin fixes BasicSR and mmengine's LMDB backends
 alike, and ``check_lmdb_version`` turns a violated pin into a clear error instead of a failure mid-training.
 """
+import collections
 import importlib.abc
 import importlib.machinery
 import importlib.util
@@ -31,6 +32,7 @@ def apply() -> None:
     _alias_numpy_bool8()
     _stub_mmcv_ext_if_not_compiled()
     _patch_basicsr_distributed()
+    _patch_basicsr_reliability()
     _patch_mmengine()
     _APPLIED = True
 
@@ -143,15 +145,22 @@ def latest_training_state(state_dir: str):
 
 
 def _load_resume_state_any_device(opt):
-    """``basicsr.train.load_resume_state`` that works on CPU and with any working directory.
+    """``basicsr.train.load_resume_state`` that works on CPU, with any working directory, and past bad files.
 
     BasicSR 1.4.2 maps the state with ``torch.cuda.current_device()`` (fails without CUDA) and, with
     ``--auto_resume``, looks in ``experiments/<name>`` relative to the working directory instead of the
-    experiment folder it writes to (fixed in forks, e.g. neosr#109)."""
+    experiment folder it writes to (fixed in forks, e.g. neosr#109). It also takes the newest ``.state`` blindly:
+    a truncated state or network file (a kill during a save before saves were atomic, a full disk) fails the
+    resume with a traceback. Here ``--auto_resume`` takes the newest state whose state and network files load and
+    logs the ones it skips; an unreadable ``path:resume_state`` stops with ``CheckpointError`` naming the file.
+    The state is also kept for the data position of an exact resume (``plugins/common/resume.py``)."""
     from basicsr.train import check_resume
+
+    from .common.resume import TRAIN_CONTEXT, find_resumable_state, load_training_state
     resume_state_path = None
     if opt['auto_resume']:
-        resume_state_path = latest_training_state(opt['path']['training_states'])
+        resume_state_path, _ = find_resumable_state(
+            opt, lambda line: print(f'Warning: {line}; trying an older one.', flush=True))
         if resume_state_path is not None:
             opt['path']['resume_state'] = resume_state_path
     elif opt['path'].get('resume_state'):
@@ -162,8 +171,9 @@ def _load_resume_state_any_device(opt):
         device = torch.device('cuda', torch.cuda.current_device())
     else:
         device = torch.device('cpu')
-    resume_state = torch.load(resume_state_path, map_location=device)
+    resume_state = load_training_state(resume_state_path, device)
     check_resume(opt, resume_state['iter'])
+    TRAIN_CONTEXT['resume_state'] = resume_state
     return resume_state
 
 
@@ -177,6 +187,122 @@ def _patch_basicsr_distributed() -> None:
     BaseModel.model_to_device = _model_to_device_any_device
     # train_pipeline() looks load_resume_state up as a module global of basicsr.train at call time.
     basicsr.train.load_resume_state = _load_resume_state_any_device
+    # BasicSR's MultiStepRestartLR keeps its milestones in a Counter, which torch >= 2.6's weights_only load
+    # of a training state refuses ("Unsupported global: collections.Counter"); a Counter is a plain dict.
+    torch.serialization.add_safe_globals([collections.Counter])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# BasicSR: atomic checkpoints, exact resume, non-finite guard, data faults (logic in plugins/common/)
+# ---------------------------------------------------------------------------------------------------------
+def _patch_basicsr_reliability() -> None:
+    """Hooks into BasicSR 1.4.2's training pipeline; each piece is tested in tests/test_reliability*.py.
+
+    * ``BaseModel.save_network`` / ``save_training_state`` write with ``torch.save`` straight to the final name: a
+      kill during a save leaves a truncated ``net_g_<iter>.pth`` or ``<iter>.state`` that ``--auto_resume`` then
+      picks. Ours write to a temporary file and rename it (``checkpoint_io``), and the state also holds the
+      generator states and batches per epoch (``resume``).
+    * ``train_pipeline`` re-seeds on resume and restarts the saved epoch from its first batch: its sampler becomes
+      ``ResumableSampler``, told by ``create_train_val_dataloader`` where the saved run stopped.
+    * ``BaseModel.validation`` draws from the global generators (a DataLoader iterator draws its base seed), so a
+      validation at the save point, done by an uninterrupted run and not by a resumed one, shifted the training's
+      random stream: validation runs with the generator states set aside.
+    * ``build_model``: a NaN loss steps the optimizer with NaN gradients and trains on with NaN weights; the model
+      gets the non-finite guard (``nonfinite``).
+    * ``FileClient.get`` returns None for a missing LMDB key and ``imfrombytes`` returns None for bytes OpenCV
+      cannot decode, which fail later as "'NoneType' object has no attribute 'astype'" with no file named:
+      both raise ``DataFaultError`` naming the file or key, and every dataset built by ``build_dataset`` applies
+      its ``on_data_fault`` policy (``data_faults``).
+    """
+    import basicsr.test
+    import basicsr.train
+    import basicsr.utils.img_util as img_util
+    from basicsr.models.base_model import BaseModel
+    from basicsr.utils import get_root_logger
+    from basicsr.utils.file_client import FileClient
+
+    from .common import checkpoint_io, data_faults, nonfinite, resume
+
+    if getattr(basicsr.train.build_model, '_plugins_compat', False):
+        return  # already patched
+    BaseModel.save_network = checkpoint_io.save_network
+    BaseModel.save_training_state = checkpoint_io.save_training_state
+    original_validation = BaseModel.validation
+
+    def validation(self, *args, **kwargs):
+        with resume.isolated_rng():
+            return original_validation(self, *args, **kwargs)
+
+    BaseModel.validation = validation
+
+    # train_pipeline() looks these up as module globals of basicsr.train at call time.
+    basicsr.train.EnlargedSampler = resume.ResumableSampler
+    original_dataloaders = basicsr.train.create_train_val_dataloader
+
+    def create_train_val_dataloader(opt, logger):
+        result = original_dataloaders(opt, logger)
+        train_loader, train_sampler = result[0], result[1]
+        resume.TRAIN_CONTEXT['batches_per_epoch'] = len(train_loader)
+        resume_state = resume.TRAIN_CONTEXT.pop('resume_state', None)
+        if resume_state is not None:
+            resume.plan_resume(resume_state, train_sampler, len(train_loader), train_loader.batch_size,
+                               opt['rank'], logger)
+        return result
+
+    basicsr.train.create_train_val_dataloader = create_train_val_dataloader
+    original_build_model = basicsr.train.build_model
+
+    def build_model(opt):
+        model = original_build_model(opt)
+        nonfinite.install_nonfinite_guard(model, get_root_logger())
+        return model
+
+    build_model._plugins_compat = True
+    basicsr.train.build_model = build_model
+    original_build_dataset = basicsr.train.build_dataset
+
+    def build_dataset(dataset_opt):
+        return data_faults.apply_data_fault_policy(original_build_dataset(dataset_opt), dataset_opt,
+                                                   get_root_logger())
+
+    basicsr.train.build_dataset = basicsr.test.build_dataset = build_dataset
+    _patch_basicsr_image_reading(FileClient, img_util, data_faults)
+
+
+def _patch_basicsr_image_reading(FileClient, img_util, data_faults) -> None:  # noqa: N803 (a class)
+    """See ``_patch_basicsr_reliability``: sourced bytes from ``FileClient.get``, a checked ``imfrombytes``."""
+    import cv2
+    import numpy as np
+    original_get = FileClient.get
+    original_imfrombytes = img_util.imfrombytes
+
+    def get(self, filepath, client_key='default'):
+        source = data_faults.describe_source(self.client, filepath, client_key)
+        try:
+            data = original_get(self, filepath, client_key)
+        except OSError as err:
+            raise data_faults.DataFaultError(f'cannot read {source}: {err}') from err
+        if not data:
+            raise data_faults.DataFaultError(f'cannot read {source}: ' + (
+                'no such key' if data is None else 'the file is empty'))
+        return data_faults.SourcedBytes.tag(data, source)
+
+    flags = {'color': cv2.IMREAD_COLOR, 'grayscale': cv2.IMREAD_GRAYSCALE, 'unchanged': cv2.IMREAD_UNCHANGED}
+
+    def imfrombytes(content, flag='color', float32=False):
+        """BasicSR's ``imfrombytes`` (same arguments and result) that raises instead of returning None."""
+        img = cv2.imdecode(np.frombuffer(content, np.uint8), flags[flag])
+        if img is None:
+            raise data_faults.DataFaultError(
+                f'cannot decode image {getattr(content, "source", "<bytes>")} ({len(content)} bytes): truncated, '
+                'corrupt, or not an image')
+        return img.astype(np.float32) / 255. if float32 else img
+
+    FileClient.get = get
+    # Datasets did `from basicsr.utils import imfrombytes`: rebind the name wherever it was imported.
+    for module in list(sys.modules.values()):
+        if getattr(module, 'imfrombytes', None) is original_imfrombytes:
+            module.imfrombytes = imfrombytes
 
 
 def check_lmdb_version() -> None:

@@ -68,10 +68,48 @@ def _close_process_group() -> None:
         dist.destroy_process_group()
 
 
+def _rank() -> str:
+    """'rank R: ' under a distributed launcher, else ''."""
+    rank = os.environ.get('RANK')
+    return f'rank {rank}: ' if rank is not None and os.environ.get('WORLD_SIZE', '1') != '1' else ''
+
+
+def _log_summary() -> None:
+    """End-of-run counts: iterations skipped by the non-finite guard, unreadable samples skipped."""
+    from . import data_faults, nonfinite
+    lines = nonfinite.summary() + data_faults.summary()
+    if lines:
+        from basicsr.utils import get_root_logger
+        for line in lines:
+            get_root_logger().warning(line)
+
+
 def main(argv: List[str], is_train: bool) -> None:
-    """Dispatch on the kind of config: ``-opt *.yml`` to BasicSR, ``*.py`` to mmengine/MMagic."""
+    """Dispatch on the kind of config: ``-opt *.yml`` to BasicSR, ``*.py`` to mmengine/MMagic.
+
+    A run stopped on purpose (``TrainingStopped``: non-finite losses, a data fault, an unreadable checkpoint) prints
+    one ``error:`` line and exits 1. Any other exception under a distributed launcher is printed with its rank
+    before the traceback, and the process exits at once (no barrier with ranks that may be blocked in a
+    collective): torchrun then stops the other ranks, so the whole job ends non-zero instead of hanging.
+    ``record`` writes the traceback where torchrun puts it in its failure summary."""
+    from torch.distributed.elastic.multiprocessing.errors import record
+    record(_main)(argv, is_train)
+
+
+def _main(argv: List[str], is_train: bool) -> None:
     import plugins  # noqa: F401  (compat patches, then every registration)
-    _dispatch(argv, is_train)
+    from .checkpoint_io import TrainingStopped
+    try:
+        _dispatch(argv, is_train)
+    except TrainingStopped as err:
+        _log_summary()
+        print(f'{_rank()}error: {err}', file=sys.stderr, flush=True)
+        sys.exit(1)
+    except Exception as err:
+        if _rank():
+            print(f'{_rank()}error: {type(err).__name__}: {err}', file=sys.stderr, flush=True)
+        raise
+    _log_summary()
     _close_process_group()
 
 

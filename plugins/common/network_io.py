@@ -53,6 +53,8 @@ def build_network_from_options(opt: Union[str, Dict], key: str = 'network_g', so
         close = difflib.get_close_matches(str(net_type), list(ARCH_REGISTRY._obj_map), n=3)
         hint = f' Did you mean: {", ".join(close)}?' if close else ''
         raise OptionsError(f'{where}: {key}.type {net_type!r} is not a registered network.{hint}')
+    from .options_schema import check_kwargs
+    check_kwargs(ARCH_REGISTRY.get(net_type), net_opt, where, f'{key}:')  # unknown arguments, with a suggestion
     try:
         return ARCH_REGISTRY.get(net_type)(**net_opt)
     except TypeError as err:  # unknown or missing constructor argument

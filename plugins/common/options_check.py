@@ -5,11 +5,13 @@ Checked: the types of BasicSR's numeric and boolean options, registered ``type``
 datasets, losses, metrics), data roots on disk, and a pretrained checkpoint that does not fit ``network_g``.
 """
 import difflib
+import os
 import os.path as osp
 from copy import deepcopy
 from numbers import Number
 from typing import Dict, Iterable, List
 
+from .options_schema import check_unknown_keys
 from .network_io import (OptionsError, build_network_from_options, check_state_dict_matches, load_options,
                          read_state_dict)
 
@@ -32,6 +34,7 @@ TYPED_OPTIONS = {
     'datasets:*:use_rot': BOOL,
     'train:total_iter': INT,
     'train:warmup_iter': INT,
+    'train:nonfinite_patience': INT,
     'train:ema_decay': NUM,
     'train:optim_g:lr': NUM,
     'train:optim_d:lr': NUM,
@@ -71,6 +74,13 @@ def _check_types(opt: Dict, where: str) -> None:
                     hint = f" (YAML reads {value!r} as a string; write it as !!float {value})"
                 raise OptionsError(f'{where}: {path} must be {TYPE_NAMES[types]}, got {value!r} '
                                    f'({type(value).__name__}){hint}')
+    from .data_faults import OPTION, POLICIES
+    for path, value in _lookup(opt, f'datasets:*:{OPTION}'):
+        if value not in POLICIES:
+            raise OptionsError(f'{where}: {path} must be one of {", ".join(POLICIES)}, got {value!r}')
+    for path, value in _lookup(opt, 'train:nonfinite_patience'):
+        if isinstance(value, int) and value < 0:
+            raise OptionsError(f'{where}: {path} must be >= 0 (0 turns the non-finite guard off), got {value}')
     num_gpu = opt.get('num_gpu', 0)
     if not (num_gpu == 'auto' or (isinstance(num_gpu, int) and not isinstance(num_gpu, bool) and num_gpu >= 0)):
         raise OptionsError(f"{where}: num_gpu must be 0 (CPU), a number of GPUs or 'auto', got {num_gpu!r}")
@@ -145,6 +155,71 @@ def _check_patch_sizes(opt: Dict, where: str) -> None:
                                f'the LR patch would be {gt_size / scale:g} pixels. Use a multiple of {scale}.')
 
 
+def _first_pair_sizes(dataset: Dict):
+    """((lq path, (w, h)), (gt path, (w, h))) of the first GT image and its LQ partner, read from the file headers
+    (disk) or ``meta_info.txt`` (BasicSR LMDB); None when the layout is not one this check knows."""
+    from PIL import Image
+    gt_root, lq_root = str(dataset['dataroot_gt']), str(dataset['dataroot_lq'])
+    if (dataset.get('io_backend') or {}).get('type', 'disk') == 'lmdb':
+        sizes = []
+        for root in (lq_root, gt_root):
+            with open(osp.join(root, 'meta_info.txt')) as f:
+                name, shape = f.readline().split()[:2]
+            h, w = (int(v) for v in shape.strip('()').split(',')[:2])
+            sizes.append((f'{root}:{osp.splitext(name)[0]}', (w, h)))
+        return tuple(sizes)
+    if dataset.get('meta_info_file') or not osp.isdir(gt_root) or not osp.isdir(lq_root):
+        return None
+    gt_files = sorted(f for f in os.listdir(gt_root) if osp.isfile(osp.join(gt_root, f)))
+    lq_files = [f for f in os.listdir(lq_root) if osp.isfile(osp.join(lq_root, f))]
+    if len(gt_files) != len(lq_files):
+        raise OptionsError(f'dataroot_gt {gt_root!r} has {len(gt_files)} files but dataroot_lq {lq_root!r} has '
+                           f'{len(lq_files)}: paired data needs one LQ image per GT image')
+    if not gt_files:
+        raise OptionsError(f'dataroot_gt {gt_root!r} is empty')
+    stem, ext = osp.splitext(gt_files[0])
+    lq_name = f"{dataset.get('filename_tmpl', '{}').format(stem)}{ext}"
+    gt_path, lq_path = osp.join(gt_root, gt_files[0]), osp.join(lq_root, lq_name)
+    if not osp.isfile(lq_path):
+        raise OptionsError(f'dataroot_lq {lq_root!r} has no {lq_name!r} for GT image {gt_path!r} '
+                           f"(filename_tmpl {dataset.get('filename_tmpl', '{}')!r})")
+    sizes = []
+    for path in (lq_path, gt_path):
+        try:
+            with Image.open(path) as img:
+                sizes.append((path, img.size))
+        except OSError as err:
+            raise OptionsError(f'cannot read image {path!r}: {err}') from err
+    return tuple(sizes)
+
+
+def _check_data_matches_scale(opt: Dict, where: str) -> None:
+    """For BasicSR's paired datasets (and subclasses): GT = scale x LQ on the first pair, and gt_size fits it."""
+    from basicsr.data.paired_image_dataset import PairedImageDataset
+    from basicsr.utils.registry import DATASET_REGISTRY
+    scale = opt.get('scale', 1)
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        cls = DATASET_REGISTRY.get(dataset['type']) if dataset.get('type') in DATASET_REGISTRY else None
+        if not (cls and issubclass(cls, PairedImageDataset) and dataset.get('dataroot_gt') and dataset.get('dataroot_lq')):
+            continue
+        try:
+            pair = _first_pair_sizes(dataset)
+        except OptionsError as err:
+            raise OptionsError(f'{where}: datasets:{phase}: {err}') from err
+        if pair is None:
+            continue
+        (lq, (w, h)), (gt, (gw, gh)) = pair
+        if (gw, gh) != (w * scale, h * scale):
+            ratio = f'x{gw / w:g}' if gw / w == gh / h else 'not a whole scale'
+            raise OptionsError(f'{where}: scale {scale} does not match datasets:{phase}: LQ {lq} is {w}x{h} and GT '
+                               f'{gt} is {gw}x{gh} ({ratio}). Set scale to the data\'s, or point dataroot_lq to the '
+                               f'x{scale} images.')
+        gt_size = dataset.get('gt_size')
+        if isinstance(gt_size, int) and dataset.get('phase', phase).startswith('train') and gt_size > min(gw, gh):
+            raise OptionsError(f'{where}: datasets:{phase}:gt_size {gt_size} is larger than the GT image {gt} '
+                               f'({gw}x{gh}); BasicSR would fail on the first crop. Use at most {min(gw, gh)}.')
+
+
 def _check_components(opt: Dict, where: str, is_train: bool) -> None:
     from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
     if 'model_type' in opt:
@@ -215,5 +290,7 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
         _check_scheduler(opt, path)
         _check_weights_paths(opt, path)
     _check_data_roots(opt, path)
+    _check_data_matches_scale(opt, path)
+    check_unknown_keys(opt, path, is_train)
     _check_networks(opt, path)
     return opt

@@ -1,0 +1,115 @@
+"""Unreadable images: report the file or LMDB key, then skip the sample or stop, as the dataset option says.
+
+``datasets:<phase>:on_data_fault``:
+
+* ``stop`` (default): the run stops with ``DataFaultError`` naming the dataset, the file or LMDB key and what is
+  wrong (missing, empty, not decodable: truncated or not an image);
+* ``skip``: the sample is replaced by the next readable one, a warning names the file, and the count of skipped
+  samples is logged at the end of the run.
+
+How the file is named: ``plugins/compat.py`` makes BasicSR's ``FileClient.get`` raise ``DataFaultError`` for a
+missing file or LMDB key and return the bytes tagged with their source (``SourcedBytes``), and makes
+``imfrombytes`` raise ``DataFaultError`` with that source when OpenCV cannot decode them (``cv2.imdecode`` returns
+None for a truncated PNG or JPEG). Datasets that read files another way (PIL, ``cv2.imread``) still get the policy:
+an ``OSError`` from ``__getitem__`` counts as a data fault, named by the dataset's ``paths[index]`` when it has
+BasicSR's ``paths`` list.
+"""
+import multiprocessing
+from typing import List
+
+from torch.utils.data import Dataset
+
+from .checkpoint_io import TrainingStopped
+
+OPTION = 'on_data_fault'
+POLICIES = ('stop', 'skip')
+DATASETS: List['DataFaultPolicy'] = []  # the wrapped datasets of this process, for the end-of-run summary
+
+
+class DataFaultError(TrainingStopped):
+    """An image that cannot be read; the message names the file or LMDB key."""
+
+
+class SourcedBytes(bytes):
+    """The bytes of one file or LMDB value, with ``source`` naming where they came from."""
+    source = '<bytes>'
+
+    @classmethod
+    def tag(cls, data: bytes, source: str) -> 'SourcedBytes':
+        tagged = cls(data)
+        tagged.source = source
+        return tagged
+
+
+def describe_source(client, filepath, client_key: str) -> str:
+    """'LMDB <db> key <k>' for BasicSR's LMDB backend, else the file path."""
+    db_paths = getattr(client, 'db_paths', None)
+    keys = list(getattr(client, '_client', {}) or {})
+    if db_paths is not None:
+        db = db_paths[keys.index(client_key)] if client_key in keys else db_paths[0]
+        return f'LMDB {db} key {str(filepath)!r}'
+    return str(filepath)
+
+
+def _sample_name(dataset, index: int) -> str:
+    paths = getattr(dataset, 'paths', None)
+    try:
+        return f' ({paths[index]})' if paths is not None else ''
+    except (IndexError, KeyError, TypeError):
+        return ''
+
+
+class DataFaultPolicy(Dataset):
+    """Wraps a dataset to apply ``on_data_fault``; other attributes are the wrapped dataset's."""
+
+    def __init__(self, dataset, phase: str, policy: str, logger):
+        self.dataset, self.phase, self.policy, self.logger = dataset, phase, policy, logger
+        self.skipped = multiprocessing.Value('l', 0)  # shared with forked or spawned data workers
+        DATASETS.append(self)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getattr__(self, name):
+        if name.startswith('__') or 'dataset' not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state['logger'] = None  # loggers hold locks; a spawned worker takes BasicSR's root logger
+        return state
+
+    def __getitem__(self, index):
+        size = len(self.dataset)
+        for attempt in range(size):
+            item = (index + attempt) % size
+            try:
+                return self.dataset[item]
+            except (DataFaultError, OSError) as err:
+                where = f'datasets:{self.phase} sample {item}{_sample_name(self.dataset, item)}'
+                if self.policy == 'stop':
+                    raise DataFaultError(f'{where}: {err}. Fix or remove the file, or set '
+                                         f'datasets:{self.phase}:{OPTION}: skip to train without it.') from err
+                with self.skipped.get_lock():
+                    self.skipped.value += 1
+                self._log().warning(f'Skipping {where}: {err}')
+        raise DataFaultError(f'datasets:{self.phase}: no sample of the {size} can be read')
+
+    def _log(self):
+        if self.logger is None:
+            from basicsr.utils import get_root_logger
+            self.logger = get_root_logger()
+        return self.logger
+
+
+def apply_data_fault_policy(dataset, dataset_opt, logger):
+    """Wrap a dataset built by BasicSR's ``build_dataset`` with the option's policy."""
+    policy = dataset_opt.get(OPTION, 'stop')
+    return DataFaultPolicy(dataset, dataset_opt.get('phase', dataset_opt.get('name', '?')), policy, logger)
+
+
+def summary() -> List[str]:
+    """End-of-run lines: how many samples each dataset skipped."""
+    return [f'datasets:{d.phase}: {d.skipped.value} unreadable sample(s) skipped ({OPTION}: skip); '
+            'their paths are in the warnings above.' for d in DATASETS if d.skipped.value]
