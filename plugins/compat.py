@@ -322,6 +322,7 @@ def _patch_mmengine() -> None:
         return
     _allow_mmengine_checkpoint_globals()
     _patch_mmengine_launcher()
+    _patch_mmengine_checkpoints()
 
 
 def _allow_mmengine_checkpoint_globals() -> None:
@@ -400,3 +401,45 @@ def _patch_mmengine_launcher() -> None:
         original_ddp_init(self, module, detect_anomalous_params=detect_anomalous_params, **kwargs)
 
     MMDistributedDataParallel.__init__ = __init__
+
+
+def _patch_mmengine_checkpoints() -> None:
+    """mmengine 0.10.7 writes checkpoints with ``LocalBackend.put`` (``open(path, 'wb').write``) and then the
+    ``last_checkpoint`` pointer file the same way, and ``--resume`` (``find_latest_checkpoint``) trusts that pointer:
+    a kill during a save leaves a truncated ``iter_N.pth`` or an empty pointer, and the resume fails with a
+    traceback. ``put`` now writes atomically (``plugins/common/checkpoint_io.py``), and the latest checkpoint is the
+    pointer's target if it loads, else the newest ``iter_*.pth`` / ``epoch_*.pth`` of the work dir that loads; the
+    unreadable ones are logged."""
+    import mmengine.runner.runner as mm_runner_module
+    from mmengine.fileio.backends.local_backend import LocalBackend
+    from mmengine.logging import print_log
+
+    from .common.checkpoint_io import atomic_write_bytes, checkpoint_problem
+
+    if getattr(LocalBackend.put, '_plugins_compat', False):
+        return  # already patched
+
+    def put(self, obj: bytes, filepath) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(str(filepath))), exist_ok=True)
+        atomic_write_bytes(obj, str(filepath))
+
+    put._plugins_compat = True
+    LocalBackend.put = put
+    original_find = mm_runner_module.find_latest_checkpoint
+
+    def find_latest_checkpoint(path: str):
+        pointed = original_find(path)
+        candidates = [pointed] if pointed else []
+        numbered = [f for f in os.listdir(path) if f.endswith('.pth') and f.split('_')[0] in ('iter', 'epoch')
+                    and f[:-4].split('_')[-1].isdigit()] if os.path.isdir(path) else []
+        numbered.sort(key=lambda f: int(f[:-4].split('_')[-1]), reverse=True)
+        candidates += [os.path.join(path, f) for f in numbered if os.path.join(path, f) != pointed]
+        for candidate in candidates:
+            problem = checkpoint_problem(candidate)
+            if problem is None:
+                return candidate
+            print_log(f'cannot resume from {candidate}: {problem}; trying an older checkpoint.', logger='current',
+                      level=30)
+        return None
+
+    mm_runner_module.find_latest_checkpoint = find_latest_checkpoint

@@ -116,7 +116,11 @@ def test_killed_run_resumes_to_the_same_losses_and_weights(tiny):
     proc = _train(tiny, killed, _options(killed, loss='kill_call: 6'), check=False)
     assert proc.returncode == -9, proc.stderr[-3000:]
     assert sorted(os.listdir(killed / EXP / 'training_states')) == ['4.state']
-    _train(tiny, killed, _options(killed), '--auto_resume')
+    # What a kill during a non-atomic save of iteration 6 would leave: --auto_resume must report it and use 4.
+    data = (killed / EXP / 'training_states' / '4.state').read_bytes()
+    (killed / EXP / 'training_states' / '6.state').write_bytes(data[:len(data) // 2])
+    proc = _train(tiny, killed, _options(killed), '--auto_resume')
+    assert re.search(r'cannot resume from iteration 6: \S+6\.state: .*; trying an older one', proc.stdout)
     assert 'skipping its first 1 of 3 batches, generator states restored: True' in _log(killed)
 
     a, b = (torch.load(w / EXP / 'models' / 'net_g_latest.pth') for w in (straight, killed))
@@ -128,3 +132,36 @@ def test_killed_run_resumes_to_the_same_losses_and_weights(tiny):
         assert torch.equal(moment, sb['optimizers'][0]['state'][0][name]), name
     la, lb = _losses(_log(straight)), _losses(_log(killed))
     assert set(la) == set(range(1, 9)) and all(la[i] == lb[i] for i in range(1, 9)), (la, lb)
+
+
+def test_nan_losses_are_skipped_then_stop_the_run_with_the_last_good_weights(tiny):
+    """NaN at iterations 3, 5 and 6 with train:nonfinite_patience 2: iteration 3 is skipped with a warning and
+    training goes on; 5 and 6 in a row stop the run with one message and a checkpoint equal to iteration 4's."""
+    work = tiny / 'nan'
+    opt = _options(work, loss='nan_calls: [3, 5, 6]',
+                   extra={r'^  warmup_iter: -1': '  warmup_iter: -1\n  nonfinite_patience: 2'})
+    proc = _train(tiny, work, opt, check=False)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert ('error: training stopped at iteration 6: 2 consecutive iterations had a non-finite loss or gradient '
+            '(l_pix=nan)') in proc.stderr and 'Traceback' not in proc.stderr
+    log = _log(work)
+    assert 'Non-finite loss at iteration 3 (l_pix=nan): step of optimizer_g skipped [1 in a row' in log
+    assert 'Non-finite loss at iteration 6' in log and 'iteration 7' not in log
+    assert 'Non-finite guard: 3 iteration(s) had a non-finite loss or gradient and were skipped' in log
+    good, saved = (torch.load(work / EXP / 'models' / f'net_g_{i}.pth') for i in (4, 6))
+    assert all(torch.equal(good['params'][k], saved['params'][k]) for k in good['params'])  # 5, 6 skipped
+    assert torch.load(work / EXP / 'training_states' / '6.state')['iter'] == 6
+
+
+def test_a_failing_rank_ends_the_whole_torchrun_job(tiny):
+    """Rank 1 raises in its second iteration while rank 0 waits in DDP's gradient all-reduce: torchrun ends the job
+    non-zero well within the 30-minute collective timeout, and the output names rank 1's error."""
+    work = tiny / 'ddp'
+    opt = _options(work, loss='raise_call: 2, raise_rank: 1', total_iter=6, every=3)
+    start = time.time()
+    proc = _train(tiny, work, opt, '--launcher', 'pytorch', launcher=torchrun(2), check=False, timeout=300)
+    elapsed = time.time() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert 'rank 1: error: RuntimeError: injected failure on rank 1 at call 2' in out, out[-4000:]
+    assert elapsed < 240, f'the job took {elapsed:.0f} s to end'
