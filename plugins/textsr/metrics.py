@@ -54,3 +54,33 @@ def format_split_table(summary: Dict[str, Dict[str, float]], title: str = '') ->
     for m in metrics:
         lines.append(f'| {m} | ' + ' | '.join(f'{summary[c][m]:.4f}' for c in cols) + ' |')
     return '\n'.join(lines)
+
+
+def read_split_metrics(path: str) -> Dict[str, Dict[str, float]]:
+    """The summary (``{split: {metric: value}}``) of the last line of a ``split_metrics.jsonl``."""
+    import json
+    with open(path) as f:
+        lines = [line for line in f if line.strip()]
+    if not lines:
+        raise ValueError(f'{path} is empty')
+    return json.loads(lines[-1])['metrics']
+
+
+def format_runs_tables(runs: Dict[str, Dict[str, Dict[str, float]]]) -> str:
+    """One markdown table per metric, a row per run and a column per split (E/M/H/A as in the seed's tables).
+
+    Metrics missing from a run (e.g. its own recognizer's accuracy for bicubic) are shown as '-'."""
+    metrics = []
+    for summary in runs.values():
+        for values in summary.values():
+            metrics += [m for m in values if m not in metrics]
+    splits = list(next(iter(runs.values())))
+    out = []
+    for m in metrics:
+        out.append(f'| run | ' + ' | '.join(f'{s} {m}' for s in splits) + ' |')
+        out.append('|' + '---|' * (len(splits) + 1))
+        for run, summary in runs.items():
+            cells = [f'{summary[s][m]:.4f}' if m in summary.get(s, {}) else '-' for s in splits]
+            out.append(f'| {run} | ' + ' | '.join(cells) + ' |')
+        out.append('')
+    return '\n'.join(out)
