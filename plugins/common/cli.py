@@ -89,8 +89,9 @@ def main(argv: List[str], is_train: bool) -> None:
 
     A run stopped on purpose (``TrainingStopped``: non-finite losses, a data fault, an unreadable checkpoint) prints
     one ``error:`` line and exits 1. Any other exception under a distributed launcher is printed with its rank
-    before the traceback, and the process exits at once (no barrier with ranks that may be blocked in a
-    collective): torchrun then stops the other ranks, so the whole job ends non-zero instead of hanging.
+    before the traceback and ends the process without the closing barrier (the other ranks may be blocked in a
+    collective): torchrun sees the failed rank and stops the others, so the whole job ends non-zero instead of
+    waiting out the collective timeout.
     ``record`` writes the traceback where torchrun puts it in its failure summary."""
     from torch.distributed.elastic.multiprocessing.errors import record
     record(_main)(argv, is_train)

@@ -17,7 +17,7 @@ BasicSR's ``paths`` list.
 import multiprocessing
 from typing import List
 
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
 from .checkpoint_io import TrainingStopped
 
@@ -104,7 +104,10 @@ class DataFaultPolicy(Dataset):
 
 
 def apply_data_fault_policy(dataset, dataset_opt, logger):
-    """Wrap a dataset built by BasicSR's ``build_dataset`` with the option's policy."""
+    """Wrap a dataset built by BasicSR's ``build_dataset`` with the option's policy (map-style datasets only: an
+    iterable dataset has no index to skip to, and its read errors propagate unchanged)."""
+    if isinstance(dataset, IterableDataset):
+        return dataset
     policy = dataset_opt.get(OPTION, 'stop')
     return DataFaultPolicy(dataset, dataset_opt.get('phase', dataset_opt.get('name', '?')), policy, logger)
 
