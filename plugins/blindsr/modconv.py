@@ -1,0 +1,140 @@
+"""CMDSR's building blocks: the equalised-learning-rate linear layer, the modulated convolution and the bank of
+per-convolution modulations that turns one condition vector per task into per-channel weight scales.
+
+Reference: Yin et al., "Conditional Hyper-Network for Blind Super-Resolution With Multiple Degradations" (TIP 2022,
+arXiv 2104.03926), official code ``guanghaoyin/CMDSR`` ``models/CMDSR.py`` (``EqualLinear``, ``BaseConv2d``,
+``Modulations``). Written anew here; where we differ from the official code the comment next to it says why.
+"""
+import math
+from typing import List, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with StyleGAN2's equalised learning rate: ``y = x W^T * (lr_mul / sqrt(in)) + b * lr_mul``.
+
+    ``W`` starts as N(0, 1) / lr_mul and ``b`` as ``bias_init``; with ``bias_init=1`` the output of a modulation
+    starts close to 1 (an identity modulation) for a small condition vector.
+
+    Args:
+        in_dim (int): Input features.
+        out_dim (int): Output features.
+        bias_init (float): Initial value of every bias. Default: 0.
+        lr_mul (float): Learning-rate multiplier of the equalised parameterisation. Default: 1.
+
+    Shapes:
+        input ``(N, in_dim)`` or ``(N, in_dim, 1, 1)``; output ``(N, out_dim)``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, bias_init: float = 0., lr_mul: float = 1.):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_dim, ), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.reshape(x.shape[0], -1), self.weight * self.scale, self.bias * self.lr_mul)
+
+    def extra_repr(self) -> str:
+        return f'{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}'
+
+
+class ModulatedConv2d(nn.Conv2d):
+    """A 2-D convolution whose weights can be scaled per sample and per input channel (CMDSR's ``BaseConv2d``).
+
+    With a modulation ``m`` of shape ``(B, in_channels)`` sample ``b`` is convolved with
+    ``W_b[o, i] = W[o, i] * m[b, i]``. The ``B`` convolutions run as ONE grouped convolution over the batch
+    (input reshaped to ``(1, B * in, H, W)``, weights to ``(B * out, in, k, k)``, ``groups=B``), so tasks of any
+    number and size share one kernel launch. There is no demodulation, as in the official code.
+
+    Two deliberate differences from the official ``BaseConv2d``:
+
+    * the official code reshapes the modulated weights with ``view(b * in, out, k, k)``, right only because its
+      modulated convolutions have ``in == out == 64``; here the reshape is ``(B * out, in, k, k)``, right for any
+      channel counts (the RRDB BaseNet has in != out);
+    * the official code repeats the bias with ``repeat_interleave(bias, b)``, which gives sample 0 the bias
+      ``[b0, b0, ..., b1, ...]``; the grouped layout needs ``bias.repeat(B)`` (sample-major), used here. With equal
+      biases (zeros at initialisation) both agree, but a trained bias would be scrambled across channels.
+
+    Being an ``nn.Conv2d`` it keeps the usual ``weight``/``bias`` keys, so plain checkpoints load into it and
+    BasicSR's ``default_init_weights`` applies.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, bias: as ``nn.Conv2d``.
+        equalized (bool): StyleGAN2/CMDSR equalised learning rate: ``weight`` ~ N(0, 1), bias 0, and the
+            weight is multiplied by ``1 / sqrt(in * k * k)`` at run time (the official ``BaseConv2d``).
+            False: a plain ``nn.Conv2d`` parameterisation (used by the RRDB BaseNet, for Real-ESRGAN weights).
+
+    Shapes:
+        x ``(B, in, H, W)``; modulation ``(B, in)`` or None (plain convolution); output ``(B, out, H', W')``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 bias: bool = True, equalized: bool = False):
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.equalized = bool(equalized)
+        self.weight_scale = 1.0
+        if self.equalized:
+            self.weight_scale = 1 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
+            with torch.no_grad():
+                self.weight.normal_()
+                if self.bias is not None:
+                    self.bias.zero_()
+
+    def forward(self, x: torch.Tensor, modulation: torch.Tensor = None) -> torch.Tensor:
+        weight = self.weight * self.weight_scale if self.equalized else self.weight
+        if modulation is None:
+            return self._conv_forward(x, weight, self.bias)
+        b, c, h, w = x.shape
+        if c != self.in_channels:
+            raise ValueError(f'{type(self).__name__}: input has {c} channels, the convolution takes {self.in_channels}')
+        if tuple(modulation.shape) != (b, c):
+            raise ValueError(f'{type(self).__name__}: modulation must be (batch {b}, in_channels {c}), '
+                             f'got {tuple(modulation.shape)}')
+        weight = weight.unsqueeze(0) * modulation[:, None, :, None, None]  # (B, out, in, k, k)
+        weight = weight.reshape(b * self.out_channels, c, *self.kernel_size)
+        bias = None if self.bias is None else self.bias.repeat(b)
+        out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, self.stride, self.padding, self.dilation, groups=b)
+        return out.reshape(b, self.out_channels, out.shape[-2], out.shape[-1])
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f', equalized={self.equalized}'
+
+
+class Modulations(nn.Module):
+    """One ``EqualLinear(cond_dim -> channels_i, bias_init=1)`` per modulated convolution.
+
+    Args:
+        channels (Sequence[int]): Input channels of each modulated convolution, in the order the network uses them
+            (20 x 64 for CMDSR's BaseNet: 20 x (128 * 64 + 64) = 165,120 parameters).
+        cond_dim (int): Length of the condition vector. Default: 128 (ConditionNet's VGG conv2_2 features).
+
+    Shapes:
+        condition ``(T, cond_dim)`` or ``(T, cond_dim, 1, 1)``, one vector per task; ``images_per_task``
+        repeats every task's scales for the ``B = T * images_per_task`` images of the batch, grouped by task
+        (images ``[t * n, (t + 1) * n)`` belong to task ``t``). Returns a list of ``(B, channels_i)`` tensors.
+    """
+
+    def __init__(self, channels: Sequence[int], cond_dim: int = 128):
+        super().__init__()
+        self.channels = [int(c) for c in channels]
+        self.cond_dim = int(cond_dim)
+        self.linears = nn.ModuleList(EqualLinear(self.cond_dim, c, bias_init=1) for c in self.channels)
+
+    def forward(self, condition: torch.Tensor, images_per_task: int = 1) -> List[torch.Tensor]:
+        condition = condition.reshape(condition.shape[0], -1)
+        if condition.shape[1] != self.cond_dim:
+            raise ValueError(f'condition vectors must have {self.cond_dim} features, got {condition.shape[1]}')
+        return [torch.repeat_interleave(lin(condition), images_per_task, dim=0) for lin in self.linears]
+
+
+def images_per_task(batch: int, tasks: int) -> int:
+    """How many images of a task-grouped batch of ``batch`` images belong to each of ``tasks`` tasks."""
+    if tasks < 1 or batch % tasks:
+        raise ValueError(f'a batch of {batch} LR images cannot be split evenly over {tasks} condition vectors '
+                         '(tasks); the batch must be grouped by task with the same number of images per task')
+    return batch // tasks

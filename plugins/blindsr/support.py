@@ -1,0 +1,151 @@
+"""Support sets for CMDSR inference: read a folder of LR support images, or cut support patches from the input
+image itself (self-support), and check them against the network, each with a clear error."""
+import os
+import os.path as osp
+from typing import List
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from ..common.network_io import OptionsError
+from ..common.tiling import IMAGE_EXTENSIONS
+
+
+def grid_positions(length: int, patch: int, count: int) -> List[int]:
+    """``count`` start offsets of ``patch``-long windows spread evenly over ``length`` (repeats when it must)."""
+    if count == 1:
+        return [(length - patch) // 2]
+    return [round(i * (length - patch) / (count - 1)) for i in range(count)]
+
+
+def self_support_patches(lr: torch.Tensor, count: int, patch: int) -> torch.Tensor:
+    """Cut ``count`` ``patch`` x ``patch`` support patches from an LR image, on a regular grid over the image.
+
+    The official test script does the same with one patch at the centre repeated ``support_size`` times (its
+    test-time position is fixed); a grid covers more of the image's content with the same degradation.
+
+    Args:
+        lr: ``(C, h, w)`` LR image.
+        count: number of patches (the support size).
+        patch: side of a patch in LR pixels; shrunk to ``min(h, w)`` for smaller images.
+
+    Returns:
+        ``(count, C, p, p)`` with ``p = min(patch, h, w)``.
+    """
+    c, h, w = lr.shape
+    if count < 1 or patch < 2:
+        raise OptionsError(f'self-support needs at least 1 patch of at least 2x2 pixels, got {count} of {patch}')
+    p = min(patch, h, w)
+    if p < 2:
+        raise OptionsError(f'the image is {h}x{w} pixels, too small to cut support patches from')
+    rows = int(np.ceil(np.sqrt(count)))
+    cols = int(np.ceil(count / rows))
+    ys, xs = grid_positions(h, p, rows), grid_positions(w, p, cols)
+    boxes = [(y, x) for y in ys for x in xs][:count]
+    return torch.stack([lr[:, y:y + p, x:x + p] for y, x in boxes])
+
+
+def load_support_folder(folder: str, num_in_ch: int = 3) -> torch.Tensor:
+    """Read every image of ``folder`` as one support set ``(1, S, C, h, w)``, RGB in [0, 1].
+
+    Raises:
+        OptionsError: the folder is missing or has no images, an image cannot be read, has another channel count
+            than ``num_in_ch`` (1 = grey, 3 = colour), or another size than the first image.
+    """
+    if not osp.isdir(folder):
+        raise OptionsError(f'--support {folder}: not a folder (expected a folder of LR support images with the same '
+                           'degradation as the input)')
+    files = sorted(osp.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise OptionsError(f'--support {folder}: the folder has no images (looked for {", ".join(IMAGE_EXTENSIONS)})')
+    patches, first = [], None
+    for path in files:
+        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise OptionsError(f'--support: cannot read image {path}')
+        channels = 1 if img.ndim == 2 else img.shape[2]
+        if channels != num_in_ch:
+            raise OptionsError(f'--support: {path} has {channels} channel(s), the network takes {num_in_ch}; '
+                               'every support image must have the channel count of the input')
+        if first is None:
+            first = (path, img.shape[:2])
+        elif img.shape[:2] != first[1]:
+            raise OptionsError(f'--support: {path} is {img.shape[0]}x{img.shape[1]} but {first[0]} is '
+                               f'{first[1][0]}x{first[1][1]}; all support patches must have the same size')
+        if img.dtype != np.uint8:
+            raise OptionsError(f'--support: {path} is {img.dtype}, expected 8-bit images')
+        img = img.astype(np.float32) / 255.
+        img = img[..., None] if img.ndim == 2 else img[..., ::-1]  # BGR -> RGB
+        patches.append(torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))))
+    return torch.stack(patches)[None]
+
+
+def check_support_size(net: nn.Module, support_size: int, source: str) -> None:
+    """Raise ``OptionsError`` when a stacked ConditionNet was built for another support size."""
+    need = getattr(net, 'support_size', None)
+    if need is not None and need != support_size:
+        raise OptionsError(f'{source} has {support_size} support image(s), but the network was built for support '
+                           f'size {need} (network_g:support_size, stacked ConditionNet); give exactly {need}, or '
+                           'train a network with condition: set, which takes any number')
+
+
+class SupportBound(nn.Module):
+    """``net(x, support)`` as a one-input module ``f(x)``, so tiled inference can run a conditioned network.
+
+    Every tile uses the same condition, computed once from ``support`` ``(1, S, C, h, w)``."""
+
+    def __init__(self, net: nn.Module, support: torch.Tensor):
+        super().__init__()
+        self.net = net
+        with torch.no_grad():
+            self.register_buffer('condition', net.condition_net(support), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.sr_net(x, self.condition)
+
+
+def _image_tensor(img: np.ndarray) -> torch.Tensor:
+    """BGR uint8 ``(H, W, 3)`` -> RGB float ``(3, H, W)`` in [0, 1], as the network's input."""
+    return torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))).float() / 255.
+
+
+def support_binder(net: nn.Module, support_dir: str = None, self_support: bool = False, device='cpu',
+                   support_patch: int = 48):
+    """What ``tools/infer.py --support DIR / --self-support`` runs: a function ``image -> one-input network``.
+
+    Args:
+        net: the network of the options file (a ``CMDSR``, or any other SR network).
+        support_dir: folder of LR support images that share the input's degradation (all of one size).
+        self_support: cut the support patches from each input image itself (``self_support_patches``: the
+            network's support size, or 20 for the set form, patches of ``support_patch`` LR pixels).
+        device: where the network runs.
+
+    Returns:
+        None for a network without a ConditionNet (nothing to bind), else ``bind(img_bgr_uint8) -> nn.Module``.
+
+    Raises:
+        OptionsError: a CMDSR network without a support option, both options, an option for a network without
+            a ConditionNet, or a bad support folder (see ``load_support_folder``, ``check_support_size``).
+    """
+    conditioned = hasattr(net, 'condition_net')
+    if not conditioned:
+        if support_dir or self_support:
+            raise OptionsError(f'--support/--self-support are for CMDSR networks; {type(net).__name__} takes no '
+                               'support set')
+        return None
+    if bool(support_dir) == bool(self_support):
+        raise OptionsError(f'{type(net).__name__} needs a support set: give --support DIR (LR images with the '
+                           'degradation of the input) or --self-support (patches cut from each input), not both')
+    if support_dir:
+        support = load_support_folder(support_dir, net.num_in_ch)
+        check_support_size(net, support.shape[1], f'--support {support_dir}')
+        return lambda img: SupportBound(net, support.to(device))  # built per image: net is on its device by then
+    count = net.support_size or 20
+
+    def bind(img: np.ndarray) -> nn.Module:
+        patches = self_support_patches(_image_tensor(img), count, support_patch)
+        return SupportBound(net, patches[None].to(device))
+
+    return bind
