@@ -421,7 +421,8 @@ def _patch_mmengine_checkpoints() -> None:
 
     def put(self, obj: bytes, filepath) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(str(filepath))), exist_ok=True)
-        atomic_write_bytes(obj, str(filepath))
+        # fsync for checkpoints only: put also writes logs and results, where a rename is protection enough.
+        atomic_write_bytes(obj, str(filepath), durable=str(filepath).endswith(('.pth', '.pt', '.ckpt')))
 
     put._plugins_compat = True
     LocalBackend.put = put

@@ -24,20 +24,25 @@ class CheckpointError(TrainingStopped):
     """A checkpoint or training state that cannot be read."""
 
 
-def atomic_write_bytes(data: bytes, path: str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename."""
+def atomic_write_bytes(data: bytes, path: str, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and an atomic rename.
+
+    The rename alone protects against a killed process; ``durable`` also flushes the file and the folder entry to
+    the disk (fsync), against a power loss, at the price of a few milliseconds per file."""
     folder = osp.dirname(osp.abspath(path))
     tmp = osp.join(folder, f'.{osp.basename(path)}.tmp-{os.getpid()}')
     try:
         with open(tmp, 'wb') as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if osp.exists(tmp):
             os.remove(tmp)
-    _fsync_dir(folder)
+    if durable:
+        _fsync_dir(folder)
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
