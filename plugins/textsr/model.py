@@ -22,6 +22,7 @@ Validation (``validation.py``): PSNR/SSIM/accuracy per ``val_*`` data set, then 
 all validation sets (TextZoom's E/M/H/A), and checkpoints ``net_*_best_acc.pth`` / ``net_*_best_psnr.pth``
 when that average improves.
 """
+import os.path as osp
 from collections import OrderedDict
 
 import torch
@@ -119,6 +120,7 @@ class TextSRModel(SplitValidationMixin, SRModel):
             for p in self.net_g.parameters():
                 p.requires_grad_(False)
         self.weighting = TaskWeighting(train_opt.get('loss_weighting', 'average'), ('sr', 'rec')).to(self.device)
+        self._load_weighting()
         self.grad_clip = train_opt.get('grad_clip')
         self.rec_input = train_opt.get('rec_input', 'sr')
         if self.rec_input not in ('sr', 'hr') or (self.rec_input == 'hr' and self.coupling != 'image'):
@@ -127,6 +129,20 @@ class TextSRModel(SplitValidationMixin, SRModel):
         self._set_train_modes()
         self.setup_optimizers()
         self.setup_schedulers()
+
+    def _load_weighting(self):
+        """Restore the learned ``s`` of uncertainty weighting: from ``path:pretrain_network_weighting``, or on
+        resume from ``net_weighting_<iter>.pth`` next to the other checkpoints (BasicSR's resume only restores
+        the ``network_*`` entries of the options)."""
+        if self.weighting.mode != 'uncertainty':
+            return
+        path = self.opt['path'].get('pretrain_network_weighting')
+        resume = self.opt['path'].get('resume_state')
+        if resume:
+            saved = osp.join(self.opt['path']['models'], f'net_weighting_{osp.splitext(osp.basename(resume))[0]}.pth')
+            path = saved if osp.isfile(saved) else path
+        if path:
+            self.load_network(self.weighting, path, True, 'params')
 
     def setup_optimizers(self):
         train_opt = self.opt['train']
