@@ -2,7 +2,7 @@
 
     python tools/inpaint_sample.py options/mmagic/inpaint/pdgan_demo.py work_dirs/pdgan_demo/iter_600.pth \\
         --image datasets/demo/val/HR/chelsea.png [--mask MASK.png | --mask-mode ff|bbox|irregular --mask-seed 0] \\
-        [--num 4] [--seed 0] [--size 64] [--out completions.png] [--threshold 127 | --strict-mask]
+        [--num 4] [--seed 0] [--size 64] [--zoom 3] [--out completions.png] [--threshold 127 | --strict-mask]
 
 The image is centre-cropped to a square and resized to --size (default: the PD-GAN generator's output size, else
 64). A mask file must have the image's size; white = hole; grey levels are holes above --threshold (127), or
@@ -32,6 +32,7 @@ def parse_args(argv):
     parser.add_argument('--size', type=int, default=None, help='working size (default: the model\'s, else 64)')
     parser.add_argument('--threshold', type=int, default=127, help='grey levels above it are holes (default: 127)')
     parser.add_argument('--strict-mask', action='store_true', help='reject a mask that is not black and white')
+    parser.add_argument('--zoom', type=int, default=1, help='enlarge the picture N times (nearest) for viewing')
     parser.add_argument('--out', default='completions.png', help='output picture (default: completions.png)')
     return parser.parse_args(argv)
 
@@ -74,7 +75,10 @@ def main(argv):
     panels += [to_uint8(out) for out in outs]
     panels.append(square_resize(rgb, size))  # the original
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-    cv2.imwrite(args.out, cv2.cvtColor(side_by_side(panels), cv2.COLOR_RGB2BGR))
+    picture = side_by_side(panels)
+    if args.zoom > 1:
+        picture = cv2.resize(picture, None, fx=args.zoom, fy=args.zoom, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(args.out, cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     prior = 'prior, ' if hasattr(model, 'prior_image') else ''
     print(f'wrote {args.out}: {len(panels)} panels of {size}x{size} (input, {prior}{len(outs)} completion(s), '
           'original)', flush=True)

@@ -6,7 +6,6 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
-from mmengine.evaluator import BaseMetric
 from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetric
 from mmagic.evaluation.metrics.fid import FrechetInceptionDistance
 from mmagic.registry import METRICS
@@ -27,13 +26,14 @@ class InpaintTV(BaseSampleWiseMetric):
 
 
 @METRICS.register_module()
-class InpaintFID(BaseMetric):
+class InpaintFID(BaseSampleWiseMetric):
     """Frechet Inception distance between the completions and their ground truths (the seed's FID column).
 
     The feature network is a TorchScript file read from ``inception_path`` (nothing is downloaded): StyleGAN's
     ``inception-2015-12-05.pt`` (the network of the original TF FID), called as ``net(x, return_features=True)`` on
     (N, 3, H, W) uint8-valued RGB tensors, returning (N, 2048) pool features. MMagic's ``FrechetInceptionDistance``
-    computes the distance. FID over a handful of images is not comparable with published numbers (those use
+    computes the distance. A sample-wise metric in MMagic's evaluator (its prepare/sampler hooks), though the
+    distance is over the whole set. FID over a handful of images is not comparable with published numbers (those use
     thousands); it ranks runs on the same images.
 
     Args:
@@ -41,16 +41,15 @@ class InpaintFID(BaseMetric):
         pred_key, gt_key: keys of the prediction (in ``output``) and of the ground truth.
     """
 
-    default_prefix = ''
+    metric = 'FID'
 
     def __init__(self, inception_path: str, pred_key: str = 'pred_img', gt_key: str = 'gt_img',
                  collect_device: str = 'cpu', prefix: Optional[str] = None):
-        super().__init__(collect_device, prefix)
+        super().__init__(gt_key=gt_key, pred_key=pred_key, collect_device=collect_device, prefix=prefix)
         if not inception_path or not osp.isfile(inception_path):
             raise FileNotFoundError(f'InpaintFID: inception_path {inception_path!r} not found: expected a local '
                                     'TorchScript Inception such as inception-2015-12-05.pt (no download at run time)')
         self.inception = torch.jit.load(inception_path, map_location='cpu').eval()
-        self.pred_key, self.gt_key = pred_key, gt_key
 
     @torch.no_grad()
     def _features(self, images: List[torch.Tensor]) -> np.ndarray:
