@@ -221,3 +221,25 @@ def test_infer_bad_support_input(infer_setup, case, message, capsys, monkeypatch
     extra = {'none': [], 'both': ['--support', str(folder), '--self-support']}.get(case, ['--support', str(folder)])
     code, err = _infer(infer_setup, *extra, capsys=capsys, monkeypatch=monkeypatch)
     assert code == 2 and message in err, err
+
+
+def test_task_evaluation_of_the_comparison_tool(blind_dir, trained, demo_data):
+    """The benchmark behind tools/compare_blindsr.py: PSNR per task for CMDSR (with its own and another task's
+    support), the unconditioned BaseNet and bicubic, on the same seeded LR images."""
+    from plugins.blindsr.evaluate import evaluate_tasks, markdown_table, task_datasets
+    from plugins.common.network_io import build_network_from_options, load_network_weights
+    nets = {}
+    for name, yml in (('cmdsr', 'demo.yml'), ('plain', 'basenet_x4_demo.yml')):
+        net = build_network_from_options(str(blind_dir / yml))
+        exp = {'cmdsr': '101_CMDSR_x4_demo', 'plain': '102_BaseNet_x4_demo'}[name]
+        load_network_weights(net, str(blind_dir / 'experiments' / exp / 'models/net_g_latest.pth'))
+        nets[name] = net.eval()
+    tasks = task_datasets(f'{demo_data}/val/HR', 4, [(0, 0), (2.6, 15)], support_size=5, support_patch=12)
+    for ds in tasks:
+        ds.paths = ds.paths[:1]  # one image per task keeps it quick
+    scores = evaluate_tasks(nets, tasks, 4, wrong_support_for=['cmdsr'])
+    assert set(scores) == {'bicubic', 'cmdsr', 'cmdsr (support of another task)', 'plain'}
+    assert list(scores['bicubic']) == ['blur0_noise0', 'blur2.6_noise15']
+    assert scores['bicubic']['blur0_noise0'] > scores['bicubic']['blur2.6_noise15']  # the harder task
+    table = markdown_table(scores)
+    assert table.count('\n') == 6 and '| bicubic |' in table

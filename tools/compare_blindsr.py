@@ -3,7 +3,7 @@ task-grouped data, then PSNR per degradation task on the held-out validation ima
 
     python tools/compare_blindsr.py --iters 600 --out docs/blindsr/compare_x4 \\
         [--cond options/train/blindsr/cmdsr_x4_demo.yml --plain options/train/blindsr/basenet_x4_demo.yml]
-        [--force_yml network_g:num_feat=32 network_g:num_block=6]
+        [--force_yml network_g:num_feat=32 network_g:num_block=6] [--cond-force_yml train:condition_every=2]
 
 Both runs are real `tools/train.py` processes (names `<name>_cmp<iters>`), with the same seed, so they draw the
 same tasks in the same order; `--force_yml` entries go to both (keys must exist in both files). The EMA weights of
@@ -46,14 +46,16 @@ def main(argv=None):
     parser.add_argument('--tasks', type=parse_tasks, default=DEFAULT_TASKS, help='sigma:noise,... evaluation tasks')
     parser.add_argument('--out', default='results/compare_blindsr', help='output prefix (default: results/...)')
     parser.add_argument('--force_yml', nargs='*', default=[], help='BasicSR overrides for both runs')
+    parser.add_argument('--cond-force_yml', nargs='*', default=[], help='BasicSR overrides for the CMDSR run only')
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error(f'--iters must be positive, got {args.iters}')
     try:
         opts = {}
+        extra = {'cond': args.force_yml + args.cond_force_yml, 'plain': args.force_yml}
         for key, path in (('cond', args.cond), ('plain', args.plain)):
-            check_basicsr_options(path, is_train=True, force_yml=args.force_yml)
-            opts[key] = apply_force_yml(load_options(path), args.force_yml, path)
+            check_basicsr_options(path, is_train=True, force_yml=extra[key])
+            opts[key] = apply_force_yml(load_options(path), extra[key], path)
     except OptionsError as err:
         print(f'error: {err}', file=sys.stderr)
         sys.exit(2)
@@ -62,7 +64,7 @@ def main(argv=None):
     runs, nets = {}, {}
     for key in ('cond', 'plain'):
         path = getattr(args, key)
-        runs[key] = run_one(path, args.iters, args.iters, f'cmp{args.iters}', args.force_yml,
+        runs[key] = run_one(path, args.iters, args.iters, f'cmp{args.iters}', extra[key],
                             osp.join(REPO, 'tools', 'train.py'), osp.join('results', 'compare_blindsr_logs'))
         net = build_network_from_options(opts[key], source=path)
         ckpt = osp.join('experiments', f"{opts[key]['name']}_cmp{args.iters}", 'models', 'net_g_latest.pth')
@@ -79,14 +81,16 @@ def main(argv=None):
     table = markdown_table(scores)
     settings = (f"{args.iters} iterations each, {cond['datasets']['train']['batch_size_per_gpu']} tasks x "
                 f"{cond['datasets']['train']['patches_per_task']} patches per batch, HR crops "
-                f"{cond['datasets']['train']['gt_size']}, overrides: {' '.join(args.force_yml) or 'none'}; "
+                f"{cond['datasets']['train']['gt_size']}, overrides: {' '.join(args.force_yml) or 'none'}, CMDSR only: "
+                f"{' '.join(args.cond_force_yml) or 'none'}; "
                 f"training wall time: CMDSR {runs['cond']['seconds']:.0f} s, BaseNet {runs['plain']['seconds']:.0f} s; "
                 f"PSNR-Y (border {cond['scale']}) on {val['dataroot_gt']}")
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     with open(args.out + '.md', 'w') as f:
         f.write(table + '\n' + settings + '\n')
     with open(args.out + '.json', 'w') as f:
-        json.dump({'iters': args.iters, 'tasks': args.tasks, 'force_yml': args.force_yml, 'scores': scores,
+        json.dump({'iters': args.iters, 'tasks': args.tasks, 'force_yml': args.force_yml,
+                   'cond_force_yml': args.cond_force_yml, 'scores': scores,
                    'runs': runs, 'seconds_total': round(time.time() - start, 1)}, f, indent=2)
     print('\n' + table + '\n' + settings)
     print(f'table: {args.out}.md\ndata: {args.out}.json')

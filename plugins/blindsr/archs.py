@@ -17,7 +17,6 @@ from typing import List, Optional, Tuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 

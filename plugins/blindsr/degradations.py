@@ -139,8 +139,9 @@ def apply_paper_degradation(hr: torch.Tensor, params: Dict, scale: int, kernel_s
     ``generator`` makes the noise reproducible (fixed evaluation tasks)."""
     out = hr
     if params.get('sigma_x', 0) > 0:
-        kernel = bivariate_Gaussian(kernel_size, params['sigma_x'], params.get('sigma_y', params['sigma_x']),
-                                    params.get('theta', 0.), isotropic=params.get('sigma_y') in (None, params['sigma_x']))
+        sigma_y = params.get('sigma_y', params['sigma_x'])
+        kernel = bivariate_Gaussian(kernel_size, params['sigma_x'], sigma_y, params.get('theta', 0.),
+                                    isotropic=sigma_y == params['sigma_x'])
         out = _filter(out, kernel)
     h, w = hr.shape[-2:]
     out = F.interpolate(out, size=(h // scale, w // scale), mode='bicubic', align_corners=False)
