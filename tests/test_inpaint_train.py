@@ -186,3 +186,23 @@ def test_torchrun_two_cpu_processes(workdir):
     assert len(VAL_LINE.findall(out)) == 1
     sd = state_dict(workdir / 'work' / 'iter_2.pth')['state_dict']
     assert sd['generator_ema.steps'].item() == 2
+
+
+def test_celeba_hq_256_config_with_folder_masks(workdir, monkeypatch):
+    """The seed-scale Base config on a tiny stand-in CelebA-HQ tree: 256x256 images, masks from a folder."""
+    from plugins.inpaint.masks import generate_mask
+    from plugins.inpaint.sampling import square_resize
+    root = workdir / 'datasets'
+    photos = sorted(glob.glob(str(root / 'demo/val/HR/*.png')))
+    for split, files in (('train', photos[:2]), ('val', photos[1:])):
+        os.makedirs(root / 'CelebA-HQ' / split)
+        for f in files:
+            cv2.imwrite(str(root / 'CelebA-HQ' / split / osp.basename(f)), square_resize(cv2.imread(f), 256))
+    os.makedirs(root / 'masks/irregular')
+    for i in range(2):  # 128x128 masks: the config resizes them to the images (resize=True)
+        cv2.imwrite(str(root / f'masks/irregular/m{i}.png'), generate_mask((128, 128), 'ff', seed=i)[..., 0] * 255)
+    monkeypatch.chdir(workdir)
+    log = train('base_celeba-hq_256.py', 'work', 1, 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
+                'train_dataloader.batch_size=1', 'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+                'model.encdec.base_channels=8', 'model.disc.base_channels=8')  # the data path is under test here
+    assert 'Iter(train) [1/1]' in log and re.search(r'Iter\(val\) \[1/1\]\s+MAE: [\d.]+\s+PSNR', log), log[-3000:]
