@@ -17,7 +17,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO, quick_overrides, run_tool, torchrun, write_options
+from conftest import REPO, quick_overrides, torchrun, write_options
 
 SRCNN_TRAIN = 'options/train/classic/srcnn_x2.yml'
 EXP = 'experiments/001_SRCNN_x2_Y_demo'
