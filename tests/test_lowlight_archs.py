@@ -82,11 +82,13 @@ def test_parameter_counts_equal_the_labs_code(cls, kwargs, params):
 
 
 def test_backbone7x7_macs_at_4x1920x1056():
-    """FlopCounterMode counts convolutions only here (no norm, pooling, interpolation, element-wise ops)."""
+    """FlopCounterMode counts convolutions and matrix products (the inference path computes the full-resolution
+    guidance map as two matrix products); not norms, pooling, interpolation or element-wise ops."""
     flops, by_op, shape = count_flops(Backbone7x7().eval(), (1, 4, 1056, 1920))
     assert shape == (1, 3, 1056, 1920)
     assert abs(flops / 2 / 7.23e9 - 1) < 0.01, flops / 2
-    assert set(by_op) == {'aten.convolution'}
+    assert set(by_op) == {'aten.convolution', 'aten.addmm'}
+    assert by_op['aten.addmm'] == 2 * 1056 * 1920 * (4 * 16 + 16 * 3)  # G(x) at full resolution, nothing more
 
 
 def test_state_dict_names_follow_the_labs_modules():
@@ -146,3 +148,20 @@ def test_bad_inputs_fail_with_clear_messages():
         Gen_Y_Backbone7x7_Share()(add_brightness_plane(torch.rand(1, 3, 100, 200), 0.5))
     with pytest.raises(ValueError, match='in_ch must be 4'):
         Backbone7x7(in_ch=3)
+
+
+@pytest.mark.parametrize('cls, size', [(Backbone7x7, (70, 99)), (Gen_Y_Backbone7x7_Share, (140, 150))])
+def test_inference_fast_path_equals_the_layer_by_layer_path(cls, size):
+    torch.manual_seed(0)
+    net = cls()
+    net(add_brightness_plane(torch.rand(2, 3, *size), 0.3))  # one training step moves the BN statistics
+    net.eval()
+    x = add_brightness_plane(torch.rand(2, 3, *size), 0.45)
+    with torch.inference_mode():
+        fast = net(x)  # row-block tail (plugins/lowlight/fast_path.py)
+    reference = net(x).detach()  # autograd on: the layer-by-layer modules
+    assert fast.shape == reference.shape == (2, 3, *size)
+    torch.testing.assert_close(fast, reference, rtol=1e-4, atol=1e-4)
+    with torch.inference_mode():
+        channels_last = net.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(channels_last, reference, rtol=1e-4, atol=1e-4)

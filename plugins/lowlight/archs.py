@@ -20,6 +20,7 @@ from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from .backbone import LadderDecoder, NormReluConv, SlimResNet18, SpatialPyramidPooling
+from .fast_path import guided_output
 from .guided_filter import AdaptiveNorm, ConvGuidedFilter, run_folded
 
 LOL_LOW_MEAN = (0.0629, 0.0606, 0.0558)  # mean / std of LOL's low-light images (the lab's data_utils.py)
@@ -40,13 +41,20 @@ class GuidedMap(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(x) if self.training else run_folded(self, x)
 
+    def folded(self):
+        """Eval-mode weights as matrices ``(w1 (16, in), c1 (16, 1), w2 (3, 16), c2 (3, 1))``."""
+        scale, shift = self[1].affine()
+        return (self[0].weight.flatten(1) * scale[:, None], shift[:, None], self[3].weight.flatten(1),
+                self[3].bias[:, None])
+
 
 class _EnhanceCore(nn.Module):
     """Encoder + SPP + ladder decoder + 1x1 post to 3 channels at 1/4 resolution, then the ConvGuidedFilter
     restores full resolution guided by ``guided_map`` of the input (the lab's Backbone7x7 / Gen_O).
 
-    forward: normalised, padded ``(N, in_ch, H, W)`` (H, W multiples of 4) -> ``(out_x4 (N, 3, H/4, W/4),
-    out (N, 3, H, W))``.
+    forward: normalised, padded ``(N, in_ch, H, W)`` (H, W multiples of 4), and the output size ``out_hw``
+    (default H, W) -> ``(out_x4 (N, 3, H/4, W/4), out (N, 3, *out_hw))``. In eval mode without autograd the
+    full-resolution tail runs row block by row block (plugins/lowlight/fast_path.py).
     """
 
     def __init__(self, in_ch: int = 4, out_ch: int = 3, features: Sequence[int] = (16, 32, 64, 64),
@@ -60,12 +68,17 @@ class _EnhanceCore(nn.Module):
         self.filter = ConvGuidedFilter(1, channels=out_ch, norm=AdaptiveNorm)
         self.guided_map = GuidedMap(3 if guide_rgb_only else in_ch, 16, out_ch)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, out_hw=None):
         x4, x8, x16, x32 = self.encoder(x)
         out_x4 = self.post(self.decoder(self.spp(x32), x16, x8, x4))
         guide = x[:, :3] if self.guide_rgb_only else x
         guide_lr = F.interpolate(guide, out_x4.shape[-2:], mode='bilinear', align_corners=False)
-        return out_x4, self.filter(self.guided_map(guide_lr), out_x4, self.guided_map(guide))
+        out_hw = tuple(out_hw or x.shape[-2:])
+        if self.training or torch.is_grad_enabled():
+            out = self.filter(self.guided_map(guide_lr), out_x4, self.guided_map(guide))
+            return out_x4, out[..., :out_hw[0], :out_hw[1]]
+        a, b = self.filter.coefficients(self.guided_map(guide_lr), out_x4)
+        return out_x4, guided_output(a, b, guide, self.guided_map.folded(), out_hw)
 
 
 class _LowLightNet(nn.Module):
@@ -92,10 +105,13 @@ class _LowLightNet(nn.Module):
             raise ValueError(f'{name}: the image is {h}x{w}; both sides must be at least {self.min_size} pixels')
         if not torch.isfinite(x[:, 3:]).all():
             raise ValueError(f'{name}: the brightness plane (channel 4) has non-finite values')
-        x = torch.cat([(x[:, :3] - self.rgb_mean) / self.rgb_std, x[:, 3:]], 1)
         pad_h, pad_w = -h % self.divisor, -w % self.divisor
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode='reflect')
+        # pad first (a new tensor either way), then normalise the RGB in place: two passes instead of four
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode='reflect') if pad_h or pad_w else x.clone()
+        rgb = x[:, :3]
+        if torch.is_grad_enabled() and x.requires_grad:
+            return torch.cat([(rgb - self.rgb_mean) / self.rgb_std, x[:, 3:]], 1)
+        rgb.sub_(self.rgb_mean).div_(self.rgb_std)
         return x
 
 
@@ -126,17 +142,18 @@ class Backbone7x7(_LowLightNet, _EnhanceCore):
         self._init_io(divisor, rgb_mean, rgb_std)
 
     def forward(self, x: torch.Tensor, return_aux: bool = False):
-        h, w = x.shape[-2:]
-        out_x4, out = _EnhanceCore.forward(self, self._prepare(x))
-        out = out[..., :h, :w]
+        out_x4, out = _EnhanceCore.forward(self, self._prepare(x), x.shape[-2:])
         return (out_x4, out) if return_aux else out
 
 
 class _BrightnessBranch(nn.Module):
     """Decoder2 + post2 of the Gen_Y networks: a 1-channel brightness (Y) map at 1/4 of its input."""
 
-    def __init__(self, features: Sequence[int], spp_dim: int, norm: bool):
+    def __init__(self, features: Sequence[int], spp_dim: int, norm: bool, in_ch: int = 0):
         super().__init__()
+        if in_ch:  # own encoder + SPP (Gen_Y_Backbone7x7's genY; the lab's module order)
+            self.encoder = SlimResNet18(in_ch, features, norm)
+            self.spp = SpatialPyramidPooling(features[-1], out_size=spp_dim, norm=norm)
         self.decoder2 = LadderDecoder(features, spp_dim, norm)
         self.post2 = NormReluConv(features[0], 1, 1, norm)
 
@@ -163,8 +180,8 @@ class _GenYMixin(_LowLightNet):
         h, w = x.shape[-2:]
         x = self._prepare(x)
         y = self._predict_y_map(x)
-        _, out = self._enhance(torch.cat([x[:, :3], y.detach()], 1))
-        y, out = y[..., :h, :w], out[..., :h, :w]
+        _, out = self._enhance(torch.cat([x[:, :3], y.detach()], 1), (h, w))
+        y = y[..., :h, :w]
         return (y, out) if return_aux else out
 
 
@@ -182,17 +199,15 @@ class Gen_Y_Backbone7x7(_GenYMixin):  # noqa: N801  (the lab's name)
         super().__init__()
         if in_ch != 4:
             raise ValueError(f'Gen_Y_Backbone7x7: in_ch must be 4 (RGB + brightness plane), got {in_ch}')
-        self.genY = _BrightnessBranch(features, spp_dim, norm)  # noqa: N815  (the lab's attribute names)
-        self.genY.encoder = SlimResNet18(in_ch, features, norm)
-        self.genY.spp = SpatialPyramidPooling(features[-1], out_size=spp_dim, norm=norm)
+        self.genY = _BrightnessBranch(features, spp_dim, norm, in_ch)  # noqa: N815  (the lab's attribute names)
         self.genO = _EnhanceCore(4, out_ch, features, spp_dim, norm)  # noqa: N815
         self._gen_y_io(scale_factor, divisor, rgb_mean, rgb_std)
 
     def _predict_y_map(self, x):
         return self._predict_y(self.genY.encoder, self.genY.spp, self.genY, x)
 
-    def _enhance(self, x):
-        return self.genO(x)
+    def _enhance(self, x, out_hw):
+        return self.genO(x, out_hw)
 
 
 @ARCH_REGISTRY.register()
@@ -216,7 +231,5 @@ class Gen_Y_Backbone7x7_Share(_GenYMixin, _EnhanceCore):  # noqa: N801  (the lab
     def _predict_y_map(self, x):
         return self._predict_y(self.encoder, self.spp, self, x)
 
-    def _enhance(self, x):
-        return _EnhanceCore.forward(self, x)
-
-    forward = _GenYMixin.forward
+    def _enhance(self, x, out_hw):
+        return _EnhanceCore.forward(self, x, out_hw)

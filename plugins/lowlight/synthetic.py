@@ -7,6 +7,9 @@ The darkening of one image (float RGB in [0, 1], ``(H, W, 3)``), with parameters
     3. sensor noise:             low += N(0, shot * low + read ** 2)      (Poisson-Gaussian, heteroscedastic)
     4. 8-bit quantisation, as a camera PNG.
 
+Optionally the normal-light target is re-exposed too (``target_gain``, off by default): pairs whose target
+brightness cannot be guessed from the low image alone teach the network to follow the brightness plane.
+
 Defaults give mean brightness around 0.03-0.15, close to LOL's low images (mean ~0.06).
 
 Layout written by ``make_pairs`` (as LOL, the lab's ``our485`` / ``eval15``)::
@@ -30,6 +33,7 @@ DEFAULT_RANGES = {
     'gain': (0.85, 1.15),  # per-channel colour gain
     'shot': (1e-4, 2e-3),  # shot-noise variance per unit signal
     'read': (1e-3, 8e-3),  # read-noise standard deviation
+    'target_gain': (1.0, 1.0),  # exposure of the normal-light target (1 = the photo as is)
 }
 
 
@@ -51,7 +55,7 @@ def sample_params(rng: np.random.Generator, ranges: Dict[str, Sequence[float]] =
     return {'exposure': float(rng.uniform(*r['exposure'])), 'gamma': float(rng.uniform(*r['gamma'])),
             'gain': [float(g) for g in rng.uniform(*r['gain'], size=3)],
             'shot': float(rng.uniform(*r['shot'])), 'read': float(rng.uniform(*r['read'])),
-            'noise_seed': int(rng.integers(2 ** 31))}
+            'target_gain': float(rng.uniform(*r['target_gain'])), 'noise_seed': int(rng.integers(2 ** 31))}
 
 
 def darken(normal: np.ndarray, params: Dict) -> np.ndarray:
@@ -94,7 +98,8 @@ def make_pairs(out: str, train_sources: Sequence[str] = None, val_sources: Seque
         raise ValueError(f'variants must be >= 1, got {variants}')
     rng = np.random.default_rng(seed)
     record = {'seed': seed, 'variants': variants, 'max_side': max_side, 'ranges': _check_ranges(ranges),
-              'model': 'low = round(255 * clip(exposure * high**gamma * gain + N(0, shot*signal + read^2)))',
+              'model': 'low = round(255 * clip(exposure * photo**gamma * gain + N(0, shot*signal + read^2))), '
+                       'high = round(255 * clip(photo * target_gain))',
               'pairs': {}}
     for split, folder, sources, n_var in (('train', 'our485', train_sources or TRAIN_SOURCES, variants),
                                           ('val', 'eval15', val_sources or VAL_SOURCES, 1)):
@@ -103,11 +108,12 @@ def make_pairs(out: str, train_sources: Sequence[str] = None, val_sources: Seque
             bgr = cv2.imread(source, cv2.IMREAD_COLOR) if osp.isfile(source) else read_hr(source)
             if bgr is None:
                 raise OSError(f'cannot read image {source}')
-            high = _fit(bgr, max_side)[..., ::-1]  # RGB
+            photo = _fit(bgr, max_side)[..., ::-1].astype(np.float64) / 255.  # RGB
             stem = osp.splitext(osp.basename(source))[0]
             for v in range(n_var):
                 params = sample_params(rng, ranges)
-                low = darken(high.astype(np.float64) / 255., params)
+                low = darken(photo, params)
+                high = np.clip(np.round(photo * params['target_gain'] * 255.), 0, 255).astype(np.uint8)
                 name = f'{stem}_{v}.png' if n_var > 1 else f'{stem}.png'
                 for kind, img in (('low', low), ('high', high)):
                     path = osp.join(out, folder, kind, name)

@@ -1,0 +1,53 @@
+"""Inference of the low-light networks on images without ground truth (behind ``tools/infer.py --brightness``).
+
+The brightness plane is the user's target mean luminance: one network, several exposures
+(``--brightness 0.3 0.45 0.6`` writes one output per value).
+"""
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .brightness import add_brightness_plane, check_brightness
+
+
+def check_infer_options(channels: Optional[int], brightness: Optional[Sequence[float]], tile: int,
+                        source: str) -> List[float]:
+    """Validate ``--brightness`` against the network: 4-channel networks need it, others must not get it.
+
+    Returns the checked values (empty for networks without a brightness plane). Raises ValueError naming the option.
+    """
+    if channels != 4:
+        if brightness:
+            raise ValueError(f'--brightness is for networks with a brightness plane (4 input channels); network_g '
+                             f'of {source} takes {channels}')
+        return []
+    if not brightness:
+        raise ValueError(f'network_g of {source} takes 4 input channels (RGB + a brightness plane) and the images '
+                         'have 3: give --brightness VALUE (target mean luminance in [0, 1], e.g. 0.45; the lab\'s '
+                         f'"ImageNet brightness" is 0.458971)')
+    if tile:
+        raise ValueError('--tile is not supported with --brightness: the low-light networks normalise with '
+                         'statistics of the whole image (InstanceNorm), so tiles would not match; use --tile 0')
+    return [check_brightness(v, '--brightness') for v in brightness]
+
+
+def prepare_fast(net: nn.Module) -> nn.Module:
+    """Eval mode: with ``torch.inference_mode`` in ``enhance`` the networks take their row-block inference path
+    (plugins/lowlight/fast_path.py). The default memory format is kept: channels-last measured slower on our
+    2-core CPU (docs/lowlight.md); ``tools/benchmark.py --channels-last`` measures it on other machines."""
+    return net.eval()
+
+
+def enhance(net: nn.Module, img: np.ndarray, brightness: float, device: torch.device) -> np.ndarray:
+    """Enhance one BGR uint8 image ``(H, W, 3)`` (``plugins.common.tiling.read_image``) at the given target
+    brightness; returns BGR uint8."""
+    from basicsr.utils import img2tensor, tensor2img
+    if img.dtype != np.uint8:
+        raise ValueError(f'enhance expects a BGR uint8 image, got {img.dtype}')
+    rgb = img2tensor(img.astype(np.float32) / 255., bgr2rgb=True, float32=True)[None].to(device)
+    x = add_brightness_plane(rgb, brightness)
+    with torch.inference_mode():
+        out = net(x)
+    return tensor2img(out.float(), rgb2bgr=True, min_max=(0, 1))
