@@ -195,3 +195,16 @@ def test_infer_too_small_image(trained, tmp_path, capsys):
                        str(ckpt), '--input', str(image), '--output', str(tmp_path), '--device', 'cpu',
                        '--brightness', '0.4'])
     assert 'small.png: Backbone7x7: the image is 20x30; both sides must be at least 33 pixels' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('name, replace, message', [
+    ('backbone7x7_gt.yml', {r'type: RAdam': 'type: Radam'}, "train:optim_g:type 'Radam' is not an optimizer of torch.optim"),
+    ('gen_y_backbone7x7_gt.yml', {r'^  y_opt:\n    type: L1Loss.*\n.*\n.*\n': ''}, 'train:y_opt is required for Gen_Y'),
+    ('backbone7x7_gt.yml', {r'^  mode: gt': '  mode: GT'}, "brightness.mode must be one of ('gt', 'imagenet', 'target')"),
+])
+def test_bad_training_options_stop_before_training(name, replace, message, lowlight_root, tmp_path, monkeypatch):
+    replace = dict(quick_overrides(total_iter=2, every=2, batch=2), **{r'^num_gpu: 1.*': 'num_gpu: 0'}, **replace)
+    opt = write_options(f'options/train/lowlight/{name}', tmp_path / name, replace)
+    with pytest.raises(ValueError) as err:
+        _train(opt, lowlight_root, monkeypatch)
+    assert message in str(err.value)
