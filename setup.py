@@ -28,6 +28,7 @@ INSTALL_REQUIRES = [
     'mmengine>=0.10.7,<0.11',
     # torch 2.14 needs >= 77.0.3; mmengine 0.10.7 needs pkg_resources, removed in setuptools 82.
     'setuptools>=77.0.3,<82',
+    'pytorch-msssim>=1.0,<2',  # differentiable SSIM / MS-SSIM: low-light L1 + (1 - SSIM), inpainting MS-SSIM + L1
 ]
 
 EXTRAS_REQUIRE = {
@@ -46,6 +47,15 @@ EXTRAS_REQUIRE = {
         'albumentations>=1.3,<3',
         'einops>=0.6,<1',
         'click>=8,<9',
+    ],
+    # Text SR line, optional: PP-OCRv4's recognizer inside the wheel as an independent accuracy metric (offline).
+    # rapidocr-onnxruntime's metadata wants opencv-python; `pip install --no-deps rapidocr-onnxruntime==1.4.4` after
+    # the other three avoids a second OpenCV next to opencv-python-headless. Not needed by the tests.
+    'textsr-ocr': [
+        'rapidocr-onnxruntime==1.4.4',
+        'onnxruntime>=1.16,<2',
+        'pyclipper>=1.3,<2',
+        'shapely>=2,<3',
     ],
     'test': [
         'pytest>=8,<10',

@@ -5,11 +5,24 @@ import pytest
 
 # Everything the package registers, per BasicSR registry. A new component must be added here (and documented).
 EXPECTED_BASICSR = {
-    'arch': {'SRCNN', 'FSRCNN', 'SRResNetIN'},
-    'dataset': {'BicubicDegradationDataset'},
-    'loss': {'LocalVGGPerceptualLoss'},
-    'model': set(),
-    'metric': set(),
+    'arch': {
+        'SRCNN', 'FSRCNN', 'SRResNetIN',  # classic
+        'CMDSR', 'CMDSRBaseNet', 'CMDSRConditionNet', 'CMDSRRRDBNet',  # blindsr
+        'Backbone7x7', 'Gen_Y_Backbone7x7', 'Gen_Y_Backbone7x7_Share',  # lowlight
+        'TSRN', 'TextBicubic', 'CRNN', 'TextBridge',  # textsr
+    },
+    'dataset': {'BicubicDegradationDataset', 'TaskDegradationDataset', 'FixedDegradationDataset',
+                'LowLightPairedDataset', 'TextZoomLMDBDataset'},
+    'loss': {'LocalVGGPerceptualLoss', 'TaskContrastiveLoss', 'L1SSIMLoss', 'TSRNImageLoss', 'TextCTCLoss'},
+    'model': {'CMDSRModel', 'LowLightModel', 'TextSRModel'},
+    'metric': {'calculate_word_accuracy', 'calculate_word_accuracy_rapidocr'},
+}
+# The MMagic side: the classic SRCNN for mmengine configs, and the inpainting line.
+EXPECTED_MMAGIC = {
+    'model': {'SRCNN', 'InpaintEncoderDecoder', 'SPDNormGenerator', 'MultiScalePatchDiscriminator', 'EncDecInpaintor',
+              'PDGANInpaintor', 'MSSSIML1Loss', 'HoleTVLoss', 'InpaintDiversityLoss', 'VGG16PerceptualLoss'},
+    'transform': {'RandomInpaintMask', 'LoadMaskFromFolder'},
+    'metric': {'InpaintTV', 'InpaintFID'},
 }
 
 
@@ -26,7 +39,10 @@ def test_basicsr_registrations():
 @pytest.mark.skipif(importlib.util.find_spec('mmagic') is None, reason='mmagic extra not installed')
 def test_mmagic_registrations():
     import plugins  # noqa: F401
-    from mmagic.registry import MODELS
+    from mmagic.registry import METRICS, MODELS, TRANSFORMS
+    ours = {r.name: {name for name, obj in r.module_dict.items() if obj.__module__.startswith('plugins.')}
+            for r in (MODELS, TRANSFORMS, METRICS)}
+    assert ours == EXPECTED_MMAGIC
     assert MODELS.get('SRCNN').__module__ == 'plugins.classic.archs'
 
 

@@ -9,6 +9,10 @@ suffix. `params_ema` of the checkpoint is used when present, else `params` (--pa
 one input channel run on Y (YCbCr, BasicSR's `color: y`) with bicubic Cb/Cr; three-channel networks on RGB.
 --tile N runs the LR image in N x N tiles with --tile-pad pixels of context each side, in bounded memory.
 The logic is in plugins/common/tiling.py.
+Low-light networks (RGB + a brightness plane, plugins/lowlight/) need --brightness V [V ...]: the target mean
+luminance in [0, 1]; one output <stem>_<suffix>_b<V>.png per value (logic in plugins/lowlight/infer.py).
+Blind-SR networks (CMDSR, plugins/blindsr/) need a support set with the input's degradation: --support DIR (LR
+support images, all of one size) or --self-support (patches cut from each input image; plugins/blindsr/support.py).
 """
 import argparse
 import os
@@ -30,6 +34,12 @@ def parse_args(argv):
     parser.add_argument('--tile', type=int, default=0, help='tile size in LR pixels, 0 = whole image (default: 0)')
     parser.add_argument('--tile-pad', type=int, default=10, help='context around each tile, LR pixels (default: 10)')
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    parser.add_argument('--brightness', type=float, nargs='+', default=None, metavar='V',
+                        help='target mean luminance(s) in [0, 1] for networks with a brightness plane (low-light)')
+    parser.add_argument('--support', default=None, metavar='DIR',
+                        help='CMDSR: folder of LR support images with the same degradation as the input (blind SR)')
+    parser.add_argument('--self-support', action='store_true',
+                        help='CMDSR: cut the support patches from each input image itself (blind SR)')
     return parser.parse_args(argv)
 
 
@@ -57,9 +67,13 @@ def main(argv):
         net = build_network_from_options(opt, source=args.opt)
         used = load_network_weights(net, args.checkpoint, args.param_key, what=f'network_g of {args.opt}')
         channels, _ = input_channels(net, opt.get('network_g'))
-        if channels not in (1, 3):
+        from plugins.lowlight.infer import check_infer_options
+        brightness = check_infer_options(channels, args.brightness, args.tile, args.opt)
+        if channels not in (1, 3) and not brightness:
             raise OptionsError(f'{args.opt}: network_g takes {channels} input channels; infer supports 1 (Y) or 3')
-    except (OptionsError, FileNotFoundError) as err:
+        from plugins.blindsr.support import support_binder
+        bind_support = support_binder(net, args.support, args.self_support, device)
+    except (OptionsError, FileNotFoundError, ValueError) as err:
         print(f'error: {err}', file=sys.stderr, flush=True)
         sys.exit(2)
 
@@ -68,20 +82,28 @@ def main(argv):
     suffix = name if args.suffix is None else args.suffix
     os.makedirs(out_dir, exist_ok=True)
     net = net.eval().to(device)
+    if brightness:
+        from plugins.lowlight.infer import enhance, prepare_fast
+        net = prepare_fast(net)
     print(f'{type(net).__name__} x{scale} ({channels} input channel{"s" if channels > 1 else ""}) from '
           f'{args.checkpoint} [{used or "state dict"}] on {device}, tile {args.tile or "off"}'
           f'{f" pad {args.tile_pad}" if args.tile else ""}: {len(files)} image(s) -> {out_dir}', flush=True)
     for path in tqdm(files, unit='img', desc='infer'):
+        stem = osp.splitext(osp.basename(path))[0]
+        stem = f'{stem}_{suffix}' if suffix else stem
         try:
-            sr = super_resolve(net, read_image(path), scale, channels, args.tile, args.tile_pad)
+            img = read_image(path)
+            outputs = ([(f'{stem}_b{v:g}.png', enhance(net, img, v, device)) for v in brightness] if brightness
+                       else [(f'{stem}.png', super_resolve(bind_support(img) if bind_support else net, img, scale,
+                                                           channels, args.tile, args.tile_pad))])
         except (OptionsError, ValueError) as err:
             print(f'error: {path}: {err}', file=sys.stderr, flush=True)
             sys.exit(2)
-        stem = osp.splitext(osp.basename(path))[0]
-        out_path = osp.join(out_dir, f'{stem}_{suffix}.png' if suffix else f'{stem}.png')
-        if not cv2.imwrite(out_path, sr):
-            print(f'error: cannot write {out_path}', file=sys.stderr, flush=True)
-            sys.exit(2)
+        for file_name, sr in outputs:
+            out_path = osp.join(out_dir, file_name)
+            if not cv2.imwrite(out_path, sr):
+                print(f'error: cannot write {out_path}', file=sys.stderr, flush=True)
+                sys.exit(2)
 
 
 if __name__ == '__main__':
