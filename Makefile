@@ -29,8 +29,11 @@ $(DEMO_DATA): $(STAMP) tools/make_demo_data.py
 demo: $(DEMO_DATA)
 	$(PY) tools/demo.py
 
+# One pytest worker per core; a test file stays on one worker (its module-scoped trained checkpoints are shared).
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
 
 clean-demo:
 	rm -rf datasets/demo experiments/*demo* results/*demo* tb_logger/*demo*

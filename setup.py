@@ -60,6 +60,7 @@ EXTRAS_REQUIRE = {
     'test': [
         'pytest>=8,<10',
         'pytest-timeout>=2.2,<3',
+        'pytest-xdist>=3.5,<4',  # `make test` runs the suite in one worker per core
     ],
 }
 
