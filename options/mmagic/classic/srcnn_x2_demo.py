@@ -15,7 +15,7 @@
 # 300 iterations (~1 min on 2 CPU cores) show the pipeline, not SRCNN's quality: from scratch on RGB it reaches
 # 27.7 dB on the demo validation set after 300 iterations and 30.1 dB after 1000, below bicubic (31.1 dB).
 
-default_scope = 'mmagic'
+_base_ = '../_base_/default_runtime.py'  # scope, loops, environment, logging
 scale = 2
 max_iters = 300
 data_root = 'datasets/demo'
@@ -79,8 +79,6 @@ test_evaluator = val_evaluator
 # schedule: Adam 1e-3 with cosine annealing, as the BasicSR option file
 # --------------------------------------------------------------------------------------------------------------
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=100)
-val_cfg = dict(type='MultiValLoop')
-test_cfg = dict(type='MultiTestLoop')
 
 optim_wrapper = dict(type='OptimWrapper', optimizer=dict(type='Adam', lr=1e-3, betas=(0.9, 0.999)))
 # An explicit `end`: without it mmengine ends the schedule at the first run's max_iters, and a run resumed with
@@ -99,13 +97,3 @@ default_hooks = dict(
                     save_best='PSNR', rule='greater'),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),  # plugins.compat switches to gloo on machines without CUDA
-)
-randomness = dict(seed=0)
-log_level = 'INFO'
-log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
-load_from = None
-resume = False

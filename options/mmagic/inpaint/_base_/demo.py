@@ -3,7 +3,7 @@
 # every iteration; validation on the 3 demo validation photos (long-edge centre crop, resized to 64x64), each with
 # 4 fixed masks (free-form and box) so that every run and every evaluation scores the same 12 holes.
 # Images in [-1, 1] (DataPreprocessor 127.5/127.5), mask 1 = hole (MMagic's convention).
-default_scope = 'mmagic'
+_base_ = '../../_base_/default_runtime.py'  # scope, loops, environment, logging
 size = 64
 max_iters = 600
 data_root = 'datasets/demo'
@@ -64,8 +64,6 @@ val_evaluator = dict(type='Evaluator', metrics=[
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=200)
-val_cfg = dict(type='MultiValLoop')
-test_cfg = dict(type='MultiTestLoop')
 
 # Generator and discriminator each have an optimizer (MMagic's multi-optimizer constructor); Adam as in PD-GAN
 # (beta1 0, beta2 0.9), generator 1e-3 / discriminator 1e-3 for the short CPU schedule.
@@ -83,13 +81,3 @@ default_hooks = dict(
 # The two optimizers are wrapped separately under torchrun (one DDP per sub-network, as MMagic's GANs).
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False,
                          find_unused_parameters=False)
-env_cfg = dict(
-    cudnn_benchmark=False,
-    mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),  # plugins.compat switches to gloo on machines without CUDA
-)
-randomness = dict(seed=0)
-log_level = 'INFO'
-log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
-load_from = None
-resume = False
