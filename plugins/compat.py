@@ -136,14 +136,6 @@ def _model_to_device_any_device(self, net):
     return net
 
 
-def latest_training_state(state_dir: str):
-    """Path of the ``<iter>.state`` file with the highest iteration in ``state_dir``, or None."""
-    if not os.path.isdir(state_dir):
-        return None
-    iters = [int(f[:-len('.state')]) for f in os.listdir(state_dir) if f.endswith('.state') and f[:-6].isdigit()]
-    return os.path.join(state_dir, f'{max(iters)}.state') if iters else None
-
-
 def _load_resume_state_any_device(opt):
     """``basicsr.train.load_resume_state`` that works on CPU, with any working directory, and past bad files.
 
