@@ -12,6 +12,9 @@ compat.apply()
 
 from . import blindsr, classic, lowlight, textsr  # noqa: E402,F401
 
+if importlib.util.find_spec('mmengine') is not None:
+    from .common import mm_hooks  # noqa: E402,F401
+
 if importlib.util.find_spec('mmagic') is not None:
     from . import inpaint, mmagic_side  # noqa: E402,F401
 

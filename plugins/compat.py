@@ -315,6 +315,7 @@ def _patch_mmengine() -> None:
     _allow_mmengine_checkpoint_globals()
     _patch_mmengine_launcher()
     _patch_mmengine_checkpoints()
+    _patch_mmengine_data_faults()
 
 
 def _allow_mmengine_checkpoint_globals() -> None:
@@ -436,3 +437,71 @@ def _patch_mmengine_checkpoints() -> None:
         return None
 
     mm_runner_module.find_latest_checkpoint = find_latest_checkpoint
+
+
+def _patch_mmengine_data_faults() -> None:
+    """The ``on_data_fault`` policy of ``plugins/common/data_faults.py`` on the mmengine side.
+
+    * ``Runner.build_dataloader`` takes ``on_data_fault`` (``'stop'`` by default, or ``'skip'``) out of a dataloader
+      config, which mmengine would pass on to ``DataLoader`` and fail, builds the dataset as mmengine does and wraps
+      it with the policy.
+    * MMagic 1.2.0's ``LoadImageFromFile`` names no file when it cannot read one: an undecodable (truncated) file
+      fails in ``cv2.cvtColor`` ("!_src.empty()") or as "'NoneType' object has no attribute 'shape'", a missing LMDB
+      key in ``np.frombuffer(None)``. It now raises ``DataFaultError`` with the path or key."""
+    from mmengine.registry import DATASETS
+    from mmengine.runner import Runner
+
+    from .common import data_faults
+
+    if getattr(Runner.build_dataloader, '_plugins_compat', False):
+        return  # already patched
+    original_build_dataloader = Runner.build_dataloader
+
+    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
+        if isinstance(dataloader, dict):
+            dataloader = dict(dataloader)  # the runner's config stays as written
+            policy = dataloader.pop(data_faults.OPTION, 'stop')
+            dataset = dataloader['dataset']
+            if isinstance(dataset, dict):  # as mmengine's build_dataloader does
+                dataset = DATASETS.build(dataset)
+                if hasattr(dataset, 'full_init'):
+                    dataset.full_init()
+            dataloader['dataset'] = data_faults.apply_data_fault_policy_mmengine(dataset, policy)
+        return original_build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
+
+    build_dataloader._plugins_compat = True
+    Runner.build_dataloader = staticmethod(build_dataloader)
+    if importlib.util.find_spec('mmagic') is not None:
+        _patch_mmagic_image_loading(data_faults.DataFaultError)
+
+
+def _patch_mmagic_image_loading(DataFaultError) -> None:  # noqa: N803 (a class)
+    """See ``_patch_mmengine_data_faults``."""
+    import cv2
+    from mmagic.datasets.transforms.loading import LoadImageFromFile
+
+    original_load_image = LoadImageFromFile._load_image
+
+    def source(self, filename) -> str:
+        """The file, or ``LMDB <db> key '<k>'`` as BasicSR's side says it (MMagic's LMDB key is the file stem)."""
+        args = self.backend_args or {}
+        if args.get('backend') == 'lmdb':
+            return f"LMDB {args.get('db_path')} key {os.path.splitext(os.path.basename(str(filename)))[0]!r}"
+        return str(filename)
+
+    def _load_image(self, filename):
+        undecodable = DataFaultError(f'cannot decode image {source(self, filename)}: truncated, corrupt, or not an '
+                                     'image')
+        try:
+            img = original_load_image(self, filename)
+        except OSError as err:  # a missing or unreadable file (PIL's "cannot identify image file" too)
+            raise DataFaultError(f'cannot read image {source(self, filename)}: {err}') from err
+        except TypeError as err:  # the LMDB backend returned None: np.frombuffer(None)
+            raise DataFaultError(f'cannot read image {source(self, filename)}: no such key') from err
+        except cv2.error as err:  # cv2.imdecode gave None, then cv2.cvtColor(None) failed
+            raise undecodable from err
+        if img is None:
+            raise undecodable
+        return img
+
+    LoadImageFromFile._load_image = _load_image

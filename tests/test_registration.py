@@ -46,6 +46,17 @@ def test_mmagic_registrations():
     assert MODELS.get('SRCNN').__module__ == 'plugins.classic.archs'
 
 
+@pytest.mark.skipif(importlib.util.find_spec('mmengine') is None, reason='mmengine not installed')
+def test_mmengine_hook_registrations():
+    """Hooks go into mmengine's root registry, so the MMagic scope (and any other) finds them by name."""
+    import plugins  # noqa: F401
+    from mmagic.registry import HOOKS as MMAGIC_HOOKS
+    from mmengine.registry import HOOKS
+    assert {n for n, obj in HOOKS.module_dict.items() if obj.__module__.startswith('plugins.')} == {'NonFiniteGuardHook'}
+    with MMAGIC_HOOKS.switch_scope_and_registry('mmagic') as registry:
+        assert type(registry.build(dict(type='NonFiniteGuardHook', patience=3))).__name__ == 'NonFiniteGuardHook'
+
+
 def test_srcnn_parameter_count_and_shape():
     """Seed 002's torchsummary table: 5,248 + 51,232 + 801 = 57,281 parameters for one (Y) channel."""
     import torch

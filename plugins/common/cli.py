@@ -74,14 +74,15 @@ def _rank() -> str:
     return f'rank {rank}: ' if rank is not None and os.environ.get('WORLD_SIZE', '1') != '1' else ''
 
 
-def _log_summary() -> None:
-    """End-of-run counts: iterations skipped by the non-finite guard, unreadable samples skipped."""
+def _log_summary(argv: List[str]) -> None:
+    """End-of-run counts: iterations skipped by the non-finite guard, unreadable samples skipped; in the run's log
+    (BasicSR's root logger, or mmengine's current logger for a config)."""
     from . import data_faults, nonfinite
     lines = nonfinite.summary() + data_faults.summary()
     if lines:
-        from basicsr.utils import get_root_logger
+        logger = (data_faults.basicsr_logger if _option_path(argv) is not None else data_faults.mmengine_logger)()
         for line in lines:
-            get_root_logger().warning(line)
+            logger.warning(line)
 
 
 def main(argv: List[str], is_train: bool) -> None:
@@ -103,14 +104,14 @@ def _main(argv: List[str], is_train: bool) -> None:
     try:
         _dispatch(argv, is_train)
     except TrainingStopped as err:
-        _log_summary()
+        _log_summary(argv)
         print(f'{_rank()}error: {err}', file=sys.stderr, flush=True)
         sys.exit(1)
     except Exception as err:
         if _rank():
             print(f'{_rank()}error: {type(err).__name__}: {err}', file=sys.stderr, flush=True)
         raise
-    _log_summary()
+    _log_summary(argv)
     _close_process_group()
 
 

@@ -1,6 +1,8 @@
-"""Unreadable images: report the file or LMDB key, then skip the sample or stop, as the dataset option says.
+"""Unreadable images: report the file or LMDB key, then skip the sample or stop, as the option says.
 
-``datasets:<phase>:on_data_fault``:
+BasicSR: ``datasets:<phase>:on_data_fault``; mmengine/MMagic: ``on_data_fault`` in a dataloader's config
+(``train_dataloader = dict(..., on_data_fault='skip')``; ``plugins/compat.py`` takes it out before mmengine builds
+the loader, so mmengine never sees it). Either way:
 
 * ``stop`` (default): the run stops with ``DataFaultError`` naming the dataset, the file or LMDB key and what is
   wrong (missing, empty, not decodable: truncated or not an image);
@@ -10,9 +12,10 @@
 How the file is named: ``plugins/compat.py`` makes BasicSR's ``FileClient.get`` raise ``DataFaultError`` for a
 missing file or LMDB key and return the bytes tagged with their source (``SourcedBytes``), and makes
 ``imfrombytes`` raise ``DataFaultError`` with that source when OpenCV cannot decode them (``cv2.imdecode`` returns
-None for a truncated PNG or JPEG). Datasets that read files another way (PIL, ``cv2.imread``) still get the policy:
-an ``OSError`` from ``__getitem__`` counts as a data fault, named by the dataset's ``paths[index]`` when it has
-BasicSR's ``paths`` list.
+None for a truncated PNG or JPEG); on the mmengine side it makes MMagic's ``LoadImageFromFile`` raise
+``DataFaultError`` naming the file. Datasets that read files another way (PIL, ``cv2.imread``) still get the
+policy: an ``OSError`` from ``__getitem__`` counts as a data fault, named by the dataset's ``paths[index]`` (BasicSR)
+or the ``*_path`` entries of ``get_data_info(index)`` (mmengine) when it has them.
 """
 import multiprocessing
 from typing import List
@@ -52,18 +55,42 @@ def describe_source(client, filepath, client_key: str) -> str:
 
 
 def _sample_name(dataset, index: int) -> str:
-    paths = getattr(dataset, 'paths', None)
+    """' (<path>)' for a BasicSR dataset (``paths``) or an mmengine one (``get_data_info``), else ''."""
     try:
-        return f' ({paths[index]})' if paths is not None else ''
-    except (IndexError, KeyError, TypeError):
-        return ''
+        paths = getattr(dataset, 'paths', None)
+        if paths is not None:
+            return f' ({paths[index]})'
+        if hasattr(dataset, 'get_data_info'):
+            info = dataset.get_data_info(index)
+            files = [str(v) for k, v in info.items() if k.endswith('_path')]
+            return f' ({", ".join(files)})' if files else ''
+    except (IndexError, KeyError, TypeError, AttributeError):
+        pass
+    return ''
+
+
+def basicsr_logger():
+    from basicsr.utils import get_root_logger
+    return get_root_logger()
+
+
+def mmengine_logger():
+    from mmengine.logging import MMLogger
+    return MMLogger.get_current_instance()
 
 
 class DataFaultPolicy(Dataset):
-    """Wraps a dataset to apply ``on_data_fault``; other attributes are the wrapped dataset's."""
+    """Wraps a dataset to apply ``on_data_fault``; other attributes are the wrapped dataset's.
 
-    def __init__(self, dataset, phase: str, policy: str, logger):
-        self.dataset, self.phase, self.policy, self.logger = dataset, phase, policy, logger
+    ``name`` says which dataset in the messages (``datasets:train``); ``option`` how to set the skip policy in the
+    toolbox's terms; ``get_logger`` (a module-level function, so that spawned data workers can pickle it) gives the
+    logger after unpickling."""
+
+    def __init__(self, dataset, name: str, policy: str, logger, option: str = None, get_logger=basicsr_logger):
+        if policy not in POLICIES:
+            raise ValueError(f'{name}: {OPTION} must be one of {", ".join(POLICIES)}, got {policy!r}')
+        self.dataset, self.name, self.policy, self.logger = dataset, name, policy, logger
+        self.option, self.get_logger = option or f'{name}:{OPTION}: skip', get_logger
         self.skipped = multiprocessing.Value('l', 0)  # shared with forked or spawned data workers
         DATASETS.append(self)
 
@@ -74,6 +101,11 @@ class DataFaultPolicy(Dataset):
         if name.startswith('__') or 'dataset' not in self.__dict__:
             raise AttributeError(name)
         return getattr(self.dataset, name)
+
+    def __deepcopy__(self, memo):
+        # mmengine's build_dataloader deep-copies its config, dataset instance included: the wrapper (whose skip
+        # counter is shared memory, which cannot be copied) and the dataset it holds are used as they are.
+        return self
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -87,19 +119,18 @@ class DataFaultPolicy(Dataset):
             try:
                 return self.dataset[item]
             except (DataFaultError, OSError) as err:
-                where = f'datasets:{self.phase} sample {item}{_sample_name(self.dataset, item)}'
+                where = f'{self.name} sample {item}{_sample_name(self.dataset, item)}'
                 if self.policy == 'stop':
                     raise DataFaultError(f'{where}: {err}. Fix or remove the file, or set '
-                                         f'datasets:{self.phase}:{OPTION}: skip to train without it.') from err
+                                         f'{self.option} to train without it.') from err
                 with self.skipped.get_lock():
                     self.skipped.value += 1
                 self._log().warning(f'Skipping {where}: {err}')
-        raise DataFaultError(f'datasets:{self.phase}: no sample of the {size} can be read')
+        raise DataFaultError(f'{self.name}: no sample of the {size} can be read')
 
     def _log(self):
         if self.logger is None:
-            from basicsr.utils import get_root_logger
-            self.logger = get_root_logger()
+            self.logger = self.get_logger()
         return self.logger
 
 
@@ -109,10 +140,21 @@ def apply_data_fault_policy(dataset, dataset_opt, logger):
     if isinstance(dataset, IterableDataset):
         return dataset
     policy = dataset_opt.get(OPTION, 'stop')
-    return DataFaultPolicy(dataset, dataset_opt.get('phase', dataset_opt.get('name', '?')), policy, logger)
+    return DataFaultPolicy(dataset, f"datasets:{dataset_opt.get('phase', dataset_opt.get('name', '?'))}", policy,
+                           logger)
+
+
+def apply_data_fault_policy_mmengine(dataset, policy: str):
+    """The same for a dataset built from an mmengine dataloader config (``on_data_fault`` taken out of it)."""
+    if isinstance(dataset, IterableDataset):
+        return dataset
+    root = getattr(dataset, 'data_root', None)
+    name = f'{type(dataset).__name__}' + (f' at {root}' if root else '')
+    return DataFaultPolicy(dataset, name, policy, None, option=f"on_data_fault='skip' in its dataloader config",
+                           get_logger=mmengine_logger)
 
 
 def summary() -> List[str]:
     """End-of-run lines: how many samples each dataset skipped."""
-    return [f'datasets:{d.phase}: {d.skipped.value} unreadable sample(s) skipped ({OPTION}: skip); '
+    return [f'{d.name}: {d.skipped.value} unreadable sample(s) skipped ({OPTION}: skip); '
             'their paths are in the warnings above.' for d in DATASETS if d.skipped.value]

@@ -1,6 +1,8 @@
-"""Non-finite loss guard for BasicSR training (any model with ``self.optimizers`` and ``self.log_dict``).
+"""Non-finite loss guard, for BasicSR models and (through ``mm_hooks.NonFiniteGuardHook``) mmengine runners.
 
-Option ``train: nonfinite_patience: N`` (default 10; 0 turns the guard off, BasicSR's own behaviour):
+BasicSR: option ``train: nonfinite_patience: N`` (default 10; 0 turns the guard off, BasicSR's own behaviour).
+mmengine: ``default_hooks.nonfinite_guard = dict(type='NonFiniteGuardHook', patience=N)`` (in the shared
+``options/mmagic/_base_/default_runtime.py``; ``patience=0`` turns it off). In both:
 
 * an optimizer whose gradients hold a NaN or Inf skips its step (its weights and moments stay as they were);
 * an iteration with a skipped step or a non-finite logged loss is logged as a warning;
@@ -13,7 +15,7 @@ Under DDP the gradients are already averaged over the ranks, and the ranks agree
 """
 import math
 import os.path as osp
-from typing import Dict, List
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -22,7 +24,7 @@ from .checkpoint_io import TrainingStopped
 
 OPTION = 'nonfinite_patience'
 DEFAULT_PATIENCE = 10
-GUARDS: List['NonFiniteGuard'] = []  # the guards of this process, for the end-of-run summary
+GUARDS: List['BadIterationCounter'] = []  # the guards of this process, for the end-of-run summary
 
 
 class NonFiniteLossError(TrainingStopped):
@@ -38,6 +40,11 @@ def _all_finite(value) -> bool:
         return True  # not a number: nothing to check
 
 
+def non_finite_losses(log_vars: Optional[Dict]) -> Dict:
+    """The entries of a dict of logged losses whose value holds a NaN or Inf."""
+    return {k: v for k, v in (log_vars or {}).items() if not _all_finite(v)}
+
+
 def gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
     """True when every gradient of ``optimizer``'s parameters is finite (one device sync)."""
     grads = [p.grad for group in optimizer.param_groups for p in group['params'] if p.grad is not None]
@@ -46,80 +53,114 @@ def gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
     return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
 
-class NonFiniteGuard:
+def modules_finite(modules: Iterable[torch.nn.Module]) -> bool:
+    """True when every parameter and floating-point buffer (BatchNorm statistics) of ``modules`` is finite."""
+    tensors = [t for m in modules for t in list(m.parameters()) + list(m.buffers()) if t.is_floating_point()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def skip_step_on_non_finite_gradients(step: Callable, optimizer: torch.optim.Optimizer, on_skip: Callable[[], None]):
+    """``step`` that does nothing (and calls ``on_skip``) when ``optimizer``'s gradients are not all finite."""
+
+    def guarded_step(*args, **kwargs):
+        if not gradients_finite(optimizer):
+            on_skip()
+            return None
+        return step(*args, **kwargs)
+
+    return guarded_step
+
+
+def agree_across_ranks(bad: bool) -> bool:
+    """Under DDP: bad on any rank means bad on all (one all_reduce); else ``bad``."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        device = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu'
+        flag = torch.tensor([float(bad)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item() > 0)
+    return bad
+
+
+def _describe(value) -> str:
+    return str(value.tolist() if isinstance(value, torch.Tensor) else float(value))
+
+
+class BadIterationCounter:
+    """The bookkeeping both guards share: consecutive bad iterations, the warning, when to stop.
+
+    ``option`` names the setting in the toolbox's own terms (``train:nonfinite_patience`` or
+    ``default_hooks.nonfinite_guard.patience``) for the messages."""
+
+    def __init__(self, patience: int, option: str):
+        self.patience, self.option = patience, option
+        self.consecutive = 0
+        self.skipped_iterations = 0
+        self.skipped_steps: List[str] = []  # names of the optimizers that skipped their step this iteration
+        GUARDS.append(self)
+
+    def start_iteration(self) -> None:
+        self.skipped_steps = []
+
+    def end_iteration(self, current_iter: int, log_vars: Optional[Dict], logger) -> Optional[str]:
+        """Call after the iteration's steps. Returns None while training may go on, else the reason to stop."""
+        bad_losses = non_finite_losses(log_vars)
+        if not agree_across_ranks(bool(self.skipped_steps or bad_losses)):
+            self.consecutive = 0
+            return None
+        self.consecutive += 1
+        self.skipped_iterations += 1
+        losses = ', '.join(f'{k}={_describe(v)}' for k, v in bad_losses.items()) or 'non-finite gradients'
+        steps = (f'step of {", ".join(self.skipped_steps)} skipped' if self.skipped_steps else
+                 'gradients were finite, the step was applied')
+        logger.warning(f'Non-finite loss at iteration {current_iter} ({losses}): {steps} '
+                       f'[{self.consecutive} in a row; the run stops at {self.option} = {self.patience}].')
+        return losses if self.consecutive >= self.patience else None
+
+    def stop_error(self, current_iter: int, losses: str, saved: str) -> NonFiniteLossError:
+        return NonFiniteLossError(
+            f'training stopped at iteration {current_iter}: {self.consecutive} consecutive iterations had a '
+            f'non-finite loss or gradient ({losses}), and {self.option} is {self.patience}. {saved} '
+            f'Lower the learning rate, check the data and the loss, or raise {self.option}.')
+
+
+NOT_SAVED = 'The weights are no longer finite, so nothing was saved: resume from the last checkpoint.'
+
+
+class NonFiniteGuard(BadIterationCounter):
     """Installs itself on a BasicSR model: wraps each optimizer's ``step`` and the model's ``optimize_parameters``
     (instance attributes, so the model's class and other instances are untouched)."""
 
     def __init__(self, model, patience: int, logger):
-        self.model, self.patience, self.logger = model, patience, logger
-        self.consecutive = 0
-        self.skipped_iterations = 0
-        self._skipped_steps: List[str] = []
+        super().__init__(patience, f'train:{OPTION}')
+        self.model, self.logger = model, logger
         names = {id(v): k for k, v in vars(model).items() if isinstance(v, torch.optim.Optimizer)}
         for index, optimizer in enumerate(model.optimizers):
-            optimizer.step = self._guarded_step(optimizer, names.get(id(optimizer), f'optimizers[{index}]'))
+            name = names.get(id(optimizer), f'optimizers[{index}]')
+            optimizer.step = skip_step_on_non_finite_gradients(optimizer.step, optimizer,
+                                                               lambda name=name: self.skipped_steps.append(name))
         self._optimize_parameters = model.optimize_parameters
         model.optimize_parameters = self.optimize_parameters
-        GUARDS.append(self)
-
-    def _guarded_step(self, optimizer, name):
-        step = optimizer.step
-
-        def guarded_step(*args, **kwargs):
-            if not gradients_finite(optimizer):
-                self._skipped_steps.append(name)
-                return None
-            return step(*args, **kwargs)
-
-        return guarded_step
 
     def optimize_parameters(self, current_iter: int, *args, **kwargs):
-        self._skipped_steps = []
+        self.start_iteration()
         result = self._optimize_parameters(current_iter, *args, **kwargs)
-        bad_losses = {k: v for k, v in (getattr(self.model, 'log_dict', None) or {}).items() if not _all_finite(v)}
-        if self._agree(bool(self._skipped_steps or bad_losses)):
-            self._on_bad_iteration(current_iter, bad_losses)
-        else:
-            self.consecutive = 0
-        return result
-
-    def _agree(self, bad: bool) -> bool:
-        """Under DDP: bad on any rank means bad on all."""
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            flag = torch.tensor([float(bad)], device=self.model.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            return bool(flag.item() > 0)
-        return bad
-
-    def _on_bad_iteration(self, current_iter: int, bad_losses: Dict) -> None:
-        self.consecutive += 1
-        self.skipped_iterations += 1
-        losses = ', '.join(f'{k}={float(v) if not isinstance(v, torch.Tensor) else v.tolist()}'
-                           for k, v in bad_losses.items()) or 'non-finite gradients'
-        steps = (f'step of {", ".join(self._skipped_steps)} skipped' if self._skipped_steps else
-                 'gradients were finite, the step was applied')
-        self.logger.warning(f'Non-finite loss at iteration {current_iter} ({losses}): {steps} '
-                            f'[{self.consecutive} in a row; the run stops at train:{OPTION} = {self.patience}].')
-        if self.consecutive >= self.patience:
+        losses = self.end_iteration(current_iter, getattr(self.model, 'log_dict', None), self.logger)
+        if losses is not None:
             self._stop(current_iter, losses)
+        return result
 
     def _stop(self, current_iter: int, losses: str) -> None:
         from .resume import epoch_of_iteration
         model, opt = self.model, self.model.opt
         last_good = current_iter - self.consecutive
-        nets = [v for v in vars(model).values() if isinstance(v, torch.nn.Module)]
-        finite = all(torch.isfinite(p).all() for net in nets for p in net.parameters())
-        if finite:
+        if modules_finite(v for v in vars(model).values() if isinstance(v, torch.nn.Module)):
             model.save(epoch_of_iteration(current_iter), current_iter)
             saved = (f'The weights of iteration {last_good} are saved as {osp.join(opt["path"]["models"], "")}'
                      f'net_*_{current_iter}.pth with training state '
                      f'{osp.join(opt["path"]["training_states"], f"{current_iter}.state")}.')
         else:  # a finite-gradient step produced non-finite weights: keep the last periodic checkpoint
-            saved = 'The weights are no longer finite, so nothing was saved: resume from the last checkpoint.'
-        raise NonFiniteLossError(
-            f'training stopped at iteration {current_iter}: {self.consecutive} consecutive iterations had a '
-            f'non-finite loss or gradient ({losses}), and train:{OPTION} is {self.patience}. {saved} '
-            'Lower the learning rate, check the data and the loss, or raise train:nonfinite_patience.')
+            saved = NOT_SAVED
+        raise self.stop_error(current_iter, losses, saved)
 
 
 def install_nonfinite_guard(model, logger):

@@ -1,5 +1,6 @@
 # Runtime settings shared by every mmengine config of this package (inherit with `_base_`): MMagic's scope, the
-# validation/test loops, a CPU-friendly environment and logging. The schedule, hooks and data are the configs' own.
+# validation/test loops, a CPU-friendly environment, logging and the non-finite guard. The schedule, the other hooks
+# and the data are the configs' own.
 default_scope = 'mmagic'
 
 val_cfg = dict(type='MultiValLoop')
@@ -12,6 +13,9 @@ env_cfg = dict(
 )
 randomness = dict(seed=0)
 log_level = 'INFO'
+# Merged into every config's default_hooks. A NaN/Inf loss or gradient skips the step; `patience` such iterations in
+# a row save the last good weights and stop the run (plugins/common/mm_hooks.py); patience=0 turns it off.
+default_hooks = dict(nonfinite_guard=dict(type='NonFiniteGuardHook', patience=10))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 load_from = None
 resume = False

@@ -1,0 +1,79 @@
+"""mmengine hooks of this package, registered in mmengine's root ``HOOKS`` (so any scope, MMagic's included,
+finds them by name)."""
+import os.path as osp
+
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook
+from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
+from mmengine.registry import HOOKS
+
+from .checkpoint_io import atomic_write_bytes
+from .nonfinite import (DEFAULT_PATIENCE, NOT_SAVED, BadIterationCounter, modules_finite,
+                        skip_step_on_non_finite_gradients)
+
+PATIENCE_OPTION = 'default_hooks.nonfinite_guard.patience'
+
+
+@HOOKS.register_module()
+class NonFiniteGuardHook(Hook):
+    """The non-finite loss guard of ``plugins/common/nonfinite.py`` for mmengine's Runner.
+
+    Each optimizer wrapper (each one of an ``OptimWrapperDict``: MMagic's generator and discriminator) skips its
+    step when its gradients hold a NaN or Inf; an iteration with a skipped step or a non-finite value in the model's
+    ``train_step`` outputs (its log variables) is logged as a warning; after ``patience`` such iterations in a row
+    the hook saves ``iter_<N>.pth`` (the weights of the last good step, with optimizer and schedulers), points
+    ``last_checkpoint`` at it, so that ``--resume`` starts from there, and stops the run with
+    ``NonFiniteLossError``.
+
+    ``AmpOptimWrapper``'s steps are not wrapped: its loss scaler already skips the steps whose scaled gradients
+    overflow (and lowers the scale), which is normal in mixed precision; its losses are still checked.
+
+    Args:
+        patience: consecutive bad iterations before the run stops; 0 turns the guard off.
+    """
+    priority = 'NORMAL'  # after_train_iter before LoggerHook (BELOW_NORMAL) and CheckpointHook (VERY_LOW)
+
+    def __init__(self, patience: int = DEFAULT_PATIENCE):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f'NonFiniteGuardHook: patience must be an int >= 0 (0 turns the guard off), '
+                             f'got {patience!r}')
+        self.patience = patience
+        self.counter = None
+
+    def before_train(self, runner) -> None:
+        if not self.patience:
+            return
+        self.counter = BadIterationCounter(self.patience, PATIENCE_OPTION)
+        wrapper = runner.optim_wrapper
+        named = wrapper.items() if isinstance(wrapper, OptimWrapperDict) else [('optim_wrapper', wrapper)]
+        for name, optim_wrapper in named:
+            if isinstance(optim_wrapper, AmpOptimWrapper):
+                continue
+            # An instance attribute: update_params() and the models' own optim_wrapper.step() calls both see it.
+            optim_wrapper.step = skip_step_on_non_finite_gradients(
+                optim_wrapper.step, optim_wrapper.optimizer, lambda name=name: self.counter.skipped_steps.append(name))
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.counter is not None:
+            self.counter.start_iteration()
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if self.counter is None:
+            return
+        current_iter = runner.iter + 1  # the number mmengine's log and checkpoints give this iteration
+        losses = self.counter.end_iteration(current_iter, outputs, runner.logger)
+        if losses is not None:
+            raise self.counter.stop_error(current_iter, losses, self._save(runner, current_iter))
+
+    def _save(self, runner, current_iter: int) -> str:
+        """Save the last good weights as the checkpoint --resume picks; returns what the message says of it."""
+        if not modules_finite([runner.model]):
+            return NOT_SAVED
+        filename = f'iter_{current_iter}.pth'
+        runner.save_checkpoint(runner.work_dir, filename, save_optimizer=True, save_param_scheduler=True,
+                               by_epoch=False)
+        path = osp.join(runner.work_dir, filename)
+        if is_main_process():
+            atomic_write_bytes(path.encode(), osp.join(runner.work_dir, 'last_checkpoint'), durable=False)
+        return (f'The weights of iteration {current_iter - self.counter.consecutive} are saved as {path}, where '
+                '--resume starts.')
