@@ -1,5 +1,5 @@
 """Reliability of the mmengine/MMagic path: a run killed with SIGKILL and resumed with --resume ends with the same
-weights as an uninterrupted one, and --resume skips a truncated latest checkpoint; the non-finite guard
+weights as an uninterrupted one (torch's random state included), and --resume skips a truncated latest checkpoint; the non-finite guard
 (``NonFiniteGuardHook``) skips NaN steps and stops with the last good weights; ``on_data_fault`` names an unreadable
 image and stops, or skips it and counts it."""
 import os
@@ -22,6 +22,7 @@ ENTRY = '''
 import os, signal, sys
 sys.path.insert(0, {repo!r})
 import plugins
+import torch
 from mmengine.runner import Runner
 
 call_hook = Runner.call_hook
@@ -54,6 +55,14 @@ class NaNAtCallsL1Loss(L1Loss):
         return loss * float('nan') if self.active and self.calls in self.nan_calls else loss
 
 
+@MODELS.register_module()
+class NoisyL1Loss(L1Loss):
+    """L1 of a prediction with torch.randn noise added: training draws from torch's generator, as PD-GAN does."""
+
+    def forward(self, pred, *args, **kwargs):
+        return super().forward(pred + 0.05 * torch.randn_like(pred), *args, **kwargs)
+
+
 from plugins.common.cli import main
 main(sys.argv[1:], is_train=True)
 '''
@@ -75,15 +84,17 @@ def _train(workdir, name, *extra, check=True, env=None, options=(), launcher=Non
 
 def test_killed_mmengine_run_resumes_to_the_same_weights(workdir):
     """8 iterations straight vs. SIGKILL before iteration 7 (checkpoint at 4), a truncated iter_6.pth named by
-    last_checkpoint (a kill during a non-atomic save), then --resume to 8: identical generator weights."""
-    _train(workdir, 'straight')
-    killed = _train(workdir, 'killed', check=False, env={'KILL_BEFORE_ITER': '6'})
+    last_checkpoint (a kill during a non-atomic save), then --resume to 8: identical generator weights. The loss
+    draws noise from torch's generator, whose state only TorchRandomStateHook carries over the resume."""
+    noisy = ['model.pixel_loss.type=NoisyL1Loss']
+    _train(workdir, 'straight', options=noisy)
+    killed = _train(workdir, 'killed', check=False, env={'KILL_BEFORE_ITER': '6'}, options=noisy)
     assert killed.returncode == -9, killed.stderr[-3000:]
     run = workdir / 'work_dirs' / 'killed'
     data = (run / 'iter_4.pth').read_bytes()
     (run / 'iter_6.pth').write_bytes(data[:len(data) // 3])
     (run / 'last_checkpoint').write_text(str(run / 'iter_6.pth'))
-    resumed = _train(workdir, 'killed', '--resume')
+    resumed = _train(workdir, 'killed', '--resume', options=noisy)
     assert 'cannot resume from' in resumed.stdout + resumed.stderr and 'iter_6.pth' in resumed.stdout + resumed.stderr
     a, b = (torch.load(workdir / 'work_dirs' / n / 'iter_8.pth', map_location='cpu')['state_dict']
             for n in ('straight', 'killed'))
@@ -162,15 +173,17 @@ def test_guard_skips_only_the_optimizer_with_non_finite_gradients():
         NonFiniteGuardHook(patience=-1)
 
 
-def test_every_mmengine_config_has_the_guard():
-    """The shared runtime gives every mmengine config of the package the guard, turned on."""
+def test_every_mmengine_config_has_the_guard_and_the_random_state_hook():
+    """The shared runtime gives every mmengine config of the package the guard, turned on, and exact resume."""
     from mmengine.config import Config
     configs = [os.path.join(root, f) for root, _, files in os.walk(os.path.join(REPO, 'options/mmagic'))
                if '_base_' not in root for f in files if f.endswith('.py')]
     assert len(configs) >= 7
     for path in configs:
-        guard = Config.fromfile(path).default_hooks.get('nonfinite_guard')
+        hooks = Config.fromfile(path).default_hooks
+        guard = hooks.get('nonfinite_guard')
         assert guard and guard['type'] == 'NonFiniteGuardHook' and guard['patience'] > 0, path
+        assert hooks.get('torch_random_state', {}).get('type') == 'TorchRandomStateHook', path
 
 
 @pytest.fixture

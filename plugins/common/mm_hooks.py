@@ -2,6 +2,7 @@
 finds them by name)."""
 import os.path as osp
 
+import torch
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.optim import AmpOptimWrapper, OptimWrapperDict
@@ -77,3 +78,40 @@ class NonFiniteGuardHook(Hook):
             atomic_write_bytes(path.encode(), osp.join(runner.work_dir, 'last_checkpoint'), durable=False)
         return (f'The weights of iteration {current_iter - self.counter.consecutive} are saved as {path}, where '
                 '--resume starts.')
+
+
+@HOOKS.register_module()
+class TorchRandomStateHook(Hook):
+    """Makes ``--resume`` bit-exact for models that draw from torch's random generator while training (PD-GAN's
+    noise vectors, dropout): mmengine 0.10.7 checkpoints keep no random state, and a resumed run re-seeds.
+
+    The checkpoint gets torch's CPU (and CUDA) generator states at the save, which the first iteration after a resume
+    restores. Python's and NumPy's generators need nothing: with ``num_workers=0``, mmengine re-seeds and replays the
+    data pipeline over the batches already trained (``IterBasedTrainLoop`` advances its dataloader), which redraws
+    the same augmentations and masks; data workers are re-seeded by their own generator. The state is that of the
+    rank that saves (rank 0): ranks seeded alike (mmengine's default) stay alike; with ``diff_rank_seed`` they do not.
+    """
+    priority = 'VERY_HIGH'  # restore before any other hook of the iteration could draw
+    KEY = 'torch_random_state'
+
+    def __init__(self):
+        self.pending = None
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = dict(cpu=torch.get_rng_state(),
+                                    cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.pending = checkpoint.get(self.KEY)
+
+    def before_train(self, runner) -> None:
+        if runner.iter == 0:  # weights loaded with load_from to start a new run: keep the fresh seed's stream
+            self.pending = None
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        if self.pending is None:
+            return
+        torch.set_rng_state(self.pending['cpu'])
+        if self.pending['cuda'] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(self.pending['cuda'])
+        self.pending = None

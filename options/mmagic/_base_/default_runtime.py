@@ -13,9 +13,11 @@ env_cfg = dict(
 )
 randomness = dict(seed=0)
 log_level = 'INFO'
-# Merged into every config's default_hooks. A NaN/Inf loss or gradient skips the step; `patience` such iterations in
-# a row save the last good weights and stop the run (plugins/common/mm_hooks.py); patience=0 turns it off.
-default_hooks = dict(nonfinite_guard=dict(type='NonFiniteGuardHook', patience=10))
+# Merged into every config's default_hooks (plugins/common/mm_hooks.py). nonfinite_guard: a NaN/Inf loss or gradient
+# skips the step; `patience` such iterations in a row save the last good weights and stop the run (0 turns it off).
+# torch_random_state: checkpoints carry torch's random state, so that --resume continues a run bit for bit.
+default_hooks = dict(nonfinite_guard=dict(type='NonFiniteGuardHook', patience=10),
+                     torch_random_state=dict(type='TorchRandomStateHook'))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 load_from = None
 resume = False
