@@ -188,6 +188,33 @@ def test_missing_checkpoint_is_a_clear_error(capsys):
     assert "error: checkpoint 'no_such.pth' not found" in capsys.readouterr().err
 
 
+INPAINT = 'options/mmagic/inpaint/base_demo.py'
+
+
+@pytest.mark.parametrize('override, message', [
+    ('model.encdec.base_channel=16', 'model.encdec.base_channel is not an argument of InpaintEncoderDecoder (it takes: '
+     'base_channels, dilations, gn_groups, in_channels, norm, num_down, out_channels, self_attn, simam, '
+     "simam_lambda). Did you mean 'base_channels'?"),
+    ('train_dataloader.dataset.pipeline.1.type=Crp', "train_dataloader.dataset.pipeline[1].type 'Crp' is not "
+     'registered in the mmagic::transform registry. Did you mean: Crop, ModCrop?'),
+    ('val_evaluator.metrics.1.type=PNSR', "val_evaluator.metrics[1].type 'PNSR' is not registered in the "
+     'mmagic::metric registry. Did you mean: PSNR'),
+    ('train_dataloader.dataset.data_root=datasets/demo/trian', "train_dataloader.dataset.data_root: "
+     "'datasets/demo/trian' does not exist"),
+    ('train_dataloader.dataset.data_prefix.gt=HR_sup', "train_dataloader.dataset.data_prefix.gt: "
+     "'datasets/demo/train/HR_sup' does not exist"),
+])
+def test_config_mistakes_are_one_message_before_the_runner_starts(workdir, monkeypatch, capsys, override, message):
+    """The mmengine side of the options check: a misspelt argument or type (with the closest names) and a missing
+    data folder, each one `error:` line naming the config entry (exit 2), before any model or data is built."""
+    from plugins.common import mm_runner
+    monkeypatch.chdir(workdir)
+    with pytest.raises(SystemExit) as exc:
+        mm_runner.train_main([os.path.join(REPO, INPAINT), '--cfg-options', override])
+    assert exc.value.code == 2
+    assert f'error: {os.path.join(REPO, INPAINT)}: {message}' in capsys.readouterr().err
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason='--amp works where there is a GPU')
 def test_amp_without_gpu_is_a_clear_error(capsys):
     from plugins.common import mm_runner

@@ -14,7 +14,7 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import List
+from typing import List, Tuple
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -38,8 +38,9 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
 
 
-def _load_config(args: argparse.Namespace):
-    """Read the config, apply the command line over it, and check what can be checked before the Runner starts."""
+def _load_config(args: argparse.Namespace, phases: Tuple[str, ...]):
+    """Read the config, apply the command line over it, and check what can be checked before the Runner starts
+    (the data folders of the dataloaders of ``phases`` only)."""
     from mmengine.config import Config
     if not osp.isfile(args.config):
         _die(f'config file {args.config!r} not found (expected an mmengine config such as '
@@ -57,6 +58,12 @@ def _load_config(args: argparse.Namespace):
     # The configs under options/mmagic set it too; a config without it would build from mmengine's registries.
     cfg.default_scope = cfg.get('default_scope') or 'mmagic'
     _check_reliability_options(cfg, args.config)
+    from .mm_config_check import check_mmengine_config
+    from .network_io import OptionsError
+    try:
+        check_mmengine_config(cfg, args.config, phases)
+    except OptionsError as err:
+        _die(str(err))
     return cfg
 
 
@@ -92,12 +99,13 @@ def train_main(argv: List[str]) -> None:
                         'starts from scratch when there is none')
     parser.add_argument('--amp', action='store_true', help='mixed-precision training (AmpOptimWrapper, needs a GPU)')
     args = parser.parse_args(argv)
-    cfg = _load_config(args)
-
     if args.amp:
         import torch
         if not torch.cuda.is_available():
             _die('--amp needs a GPU: mmengine\'s AmpOptimWrapper runs on CUDA (or NPU/MLU/MUSA) only')
+    cfg = _load_config(args, ('train', 'val'))
+
+    if args.amp:
         if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
             print('AMP training is already enabled in the config.', flush=True)
         else:
@@ -123,7 +131,7 @@ def test_main(argv: List[str]) -> None:
     if not osp.isfile(args.checkpoint):
         _die(f'checkpoint {args.checkpoint!r} not found (expected a .pth written by tools/train.py, '
              'e.g. work_dirs/<config stem>/iter_300.pth)')
-    cfg = _load_config(args)
+    cfg = _load_config(args, ('test', ))
     cfg.load_from = args.checkpoint
     cfg.resume = False
     missing = [f'test_{key}' for key in ('dataloader', 'cfg', 'evaluator') if cfg.get(f'test_{key}') is None]
