@@ -14,6 +14,7 @@ import collections
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import logging
 import os
 import sys
 import types
@@ -33,6 +34,7 @@ def apply() -> None:
     _stub_mmcv_ext_if_not_compiled()
     _patch_basicsr_distributed()
     _patch_basicsr_reliability()
+    _drop_basicsr_multi_validation_warning()
     _patch_mmengine()
     _APPLIED = True
 
@@ -295,6 +297,28 @@ def _patch_basicsr_image_reading(FileClient, img_util, data_faults) -> None:  # 
     for module in list(sys.modules.values()):
         if getattr(module, 'imfrombytes', None) is original_imfrombytes:
             module.imfrombytes = imfrombytes
+
+
+MULTI_VALIDATION_WARNING = 'Multiple validation datasets are *only* supported by SRModel.'
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.text
+
+
+def _drop_basicsr_multi_validation_warning() -> None:
+    """BasicSR 1.4.2's ``train_pipeline`` warns "Multiple validation datasets are *only* supported by SRModel." at
+    every validation of a run with more than one validation set, whatever the model, and then validates on each set
+    anyway. Our models (all ``SRModel`` subclasses) score every set, and the text SR line validates on three splits:
+    the ``basicsr`` logger drops that one message."""
+    logger = logging.getLogger('basicsr')
+    if not any(isinstance(f, _DropMessage) for f in logger.filters):
+        logger.addFilter(_DropMessage(MULTI_VALIDATION_WARNING))
 
 
 def check_lmdb_version() -> None:

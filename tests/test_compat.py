@@ -87,3 +87,24 @@ def test_lmdb_version_check_names_the_fix(monkeypatch):
     monkeypatch.setattr(lmdb, '__version__', '3.0.0')
     with pytest.raises(RuntimeError, match=r"pip install 'lmdb<2'"):
         plugins.compat.check_lmdb_version()
+
+
+def test_basicsr_multi_validation_warning_is_dropped_and_nothing_else():
+    """BasicSR warns at every validation with several validation sets that only SRModel supports them, though every
+    model validates on each set: the basicsr logger drops that message only."""
+    import logging
+
+    import plugins  # noqa: F401
+    from basicsr.utils import get_root_logger
+    from plugins.compat import MULTI_VALIDATION_WARNING
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())
+    logger = get_root_logger()
+    logger.addHandler(handler)
+    try:
+        logger.warning(MULTI_VALIDATION_WARNING)
+        logger.warning('Multiple validation datasets: something else')
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ['Multiple validation datasets: something else']
