@@ -47,6 +47,20 @@ def test_tsrn_shapes_and_gradients_in_training(kwargs):
         assert net(torch.rand(1, 4, 16, 64)).shape == (1, 4, 16 * scale, 64 * scale)  # no STN, batch of one
 
 
+def test_tsrn_bicubic_skip_is_opt_in_and_adds_bicubic():
+    """``bicubic_skip`` (a deviation, default off) adds the bicubic upsampling of the input to the tanh output."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 4, 16, 64)
+    plain, skip = TSRN(num_feat=16, num_block=1, stn=False), TSRN(num_feat=16, num_block=1, stn=False,
+                                                                   bicubic_skip=True)
+    skip.load_state_dict(plain.state_dict())  # no parameters of its own
+    plain.eval(), skip.eval()
+    with torch.no_grad():
+        bicubic = torch.nn.functional.interpolate(x, scale_factor=2, mode='bicubic', align_corners=False)
+        assert torch.allclose(skip(x), plain(x) + bicubic, atol=1e-6)
+        assert plain(x).abs().max() < 1 and not plain.bicubic_skip
+
+
 def test_tsrn_rejects_bad_options():
     with pytest.raises(ValueError, match='power of two'):
         TSRN(scale=3)
@@ -192,6 +206,35 @@ def test_task_weighting_average_and_uncertainty():
     assert unc.weights()['rec'] < unc.weights()['sr'] < 1
     with pytest.raises(ValueError, match="'average' or 'uncertainty'"):
         TaskWeighting('sum', ['sr'])
+
+
+def _weighting_rank(rank: int, init_file: str, queue) -> None:
+    """One of two gloo ranks: losses that differ per rank, then the gradient of s averaged over the ranks."""
+    import torch.distributed as dist
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    unc = TaskWeighting('uncertainty', ['sr', 'rec'])
+    unc({'sr': torch.tensor(1.0 + rank), 'rec': torch.tensor(3.0 * rank)}).backward()  # d/ds = 1 - L
+    unc.average_gradients_across_ranks()
+    queue.put((rank, unc.log_vars.grad.tolist()))
+    dist.destroy_process_group()
+
+
+def test_uncertainty_weights_stay_equal_across_ddp_ranks(tmp_path):
+    """TaskWeighting is not a DDP module: its s-gradient is averaged by hand, so every rank steps the same s.
+    Rank 0: 1 - [1, 0] = [0, 1]; rank 1: 1 - [2, 3] = [-1, -2]; both must end with the mean [-0.5, -0.5]."""
+    import multiprocessing
+    ctx = multiprocessing.get_context('fork')
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_weighting_rank, args=(r, str(tmp_path / 'init'), queue)) for r in range(2)]
+    for proc in procs:
+        proc.start()
+    grads = dict(queue.get(timeout=60) for _ in procs)
+    for proc in procs:
+        proc.join(timeout=30)
+    assert grads == {0: [-0.5, -0.5], 1: [-0.5, -0.5]}
+    unc = TaskWeighting('uncertainty', ['sr', 'rec'])
+    unc.average_gradients_across_ranks()  # one process, before any backward: nothing to do
+    assert unc.log_vars.grad is None
 
 
 def test_recognizer_checkpoint_loading(tmp_path):

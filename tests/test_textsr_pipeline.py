@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import plugins  # noqa: F401  (registrations)
-from conftest import REPO, run_tool, write_options
+from conftest import REPO, run_tool, torchrun, write_options
 from plugins.common.network_io import OptionsError
 from plugins.textsr.bridge import TextBridge
 from plugins.textsr.crnn import CRNN
@@ -220,6 +220,8 @@ def test_training_options_run_and_train_what_their_stage_says(root, name):
             assert (model.weighting.log_vars.detach() != 0).all(), 'the uncertainty weights s are learned'
         else:
             assert log['w_sr'] == log['w_rec'] == 0.5
+    no_grad = [n for net in model._networks() for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
+    assert not no_grad, f'trainable but unused (DDP would need find_unused_parameters): {no_grad[:5]}'
     g_changed = any(not torch.equal(v, model.net_g.state_dict()[k]) for k, v in g_before.items() if v.is_floating_point())
     assert g_changed == (stage != 'rec')
     if stage == 'rec' and opt['train'].get('train_rec') == 'head':
@@ -285,7 +287,7 @@ def test_cli_demo_chain_trains_then_tests(root):
     """tools/train.py on the demo TSRN options, then its test options on the best-PSNR checkpoint it wrote
     (in-process: tools/test.py is BasicSR's test pipeline, covered by the foundation's tests)."""
     opt = _options('demo_tsrn_synth.yml', root, extra={
-        r'^  total_iter: \d+': '  total_iter: 2', r'^    milestones: \[\d+\]': '    milestones: [2]',
+        r'^  total_iter: \d+': '  total_iter: 2', r'^    periods: \[\d+\]': '    periods: [2]',
         r'^  val_freq: \d+': '  val_freq: 2', r'^  save_checkpoint_freq: \d+': '  save_checkpoint_freq: 2',
         r'^  print_freq: \d+': '  print_freq: 1'})
     run_tool(['train.py', '-opt', opt], root, env=ONE_THREAD)
@@ -296,6 +298,26 @@ def test_cli_demo_chain_trains_then_tests(root):
     assert all(torch.equal(v, model.net_g.state_dict()[k]) for k, v in trained.items())
     _validate(model, test_opt, test_opt['name'])
     assert list(_last_split_table(test_opt)['metrics']) == ['easy', 'medium', 'hard', 'A']
+
+
+def test_torchrun_two_processes_joint_on_cpu(root):
+    """``torchrun --nproc_per_node=2 tools/train.py -opt demo_joint_synth.yml --launcher pytorch`` on CPU (gloo):
+    TSRN + CRNN + sidernn bridge as three DDP modules without find_unused_parameters (the recognizer CNN that
+    feature coupling never runs is frozen), uncertainty weighting, rank-0 validation at iterations 2 and 4 (a
+    DDP forward there would hang the job), and the checkpoints of every network."""
+    opt = _options('demo_joint_synth.yml', root, extra={
+        r'^name: .*': 'name: 001_demo_joint_synth_ddp', r'^  total_iter: \d+': '  total_iter: 4',
+        r'^    milestones: \[\d+\]': '    milestones: [4]', r'^  val_freq: \d+': '  val_freq: 2',
+        r'^  save_checkpoint_freq: \d+': '  save_checkpoint_freq: 4', r'^  print_freq: \d+': '  print_freq: 1'})
+    assert 'find_unused_parameters' not in open(opt).read()
+    run_tool(['train.py', '-opt', opt, '--launcher', 'pytorch'], root, env=ONE_THREAD, launcher=torchrun(2),
+             timeout=240)  # a hang (collectives that do not match across ranks) fails here, not after 10 min
+    exp = root / 'experiments/001_demo_joint_synth_ddp'
+    log = open(glob.glob(str(exp / 'train_*.log'))[0]).read()
+    assert re.search(r'world_size: 2', log) and 'w_rec' in log
+    assert re.search(r'Splits and sample-weighted average at 2:', log) and 'average at 4:' in log
+    for net in ('g', 'rec', 'bridge', 'weighting'):
+        assert (exp / f'models/net_{net}_latest.pth').is_file(), net
 
 
 def test_independent_recognizer_metric():
@@ -311,34 +333,44 @@ def test_independent_recognizer_metric():
     assert calculate_word_accuracy_rapidocr(bgr, 'stream') == 0.0
 
 
-def test_tsrn_briefly_trained_on_cpu_beats_bicubic(tmp_path):
-    """The demo TSRN options, shrunk for a test (16 features, 1 SRB, HR 64x16), trained 240 iterations on four
-    hard-level synthetic pairs, beat bicubic PSNR on them (TSRN has no bicubic skip: it starts near 10 dB)."""
-    from plugins.textsr.synth import font_files, make_split, vocabulary
+def _split_psnr(model, opt, current_iter) -> dict:
+    """Validate on every held-out split; PSNR per split and the sample-weighted average ``A`` (dB)."""
+    _validate(model, opt, current_iter)
+    return {k: v['psnr'] for k, v in _last_split_table(opt)['metrics'].items()}
+
+
+def test_tsrn_briefly_trained_on_cpu_beats_bicubic_on_held_out_pairs(tmp_path):
+    """TSRN trained briefly on CPU beats bicubic PSNR on held-out synthetic pairs (test words unseen in training,
+    each split rendered with its own seed), on average and on every split.
+
+    DEVIATION from TextZoom's TSRN: the network uses ``bicubic_skip: true`` (learns a residual over bicubic, see
+    plugins/textsr/tsrn.py). The faithful TSRN has no interpolation prior and needs ~2,000 iterations of the CPU
+    demo to pass bicubic (docs/textsr.md); at this test's budget it is 3.7 dB below (16.5 vs 20.2 dB). Shrunk
+    for time: the demo options (Adam 1e-3, the cosine decay barely started) with 16 features, 1 SRB, HR 64x16,
+    512 training pairs, batch 8, 200 iterations."""
     data = tmp_path / 'datasets/textzoom_synth'
-    write_textzoom_lmdb(str(data / 'train'), make_split(4, 'hard', 3, vocabulary(0), font_files()))
-    for split in ('easy', 'medium', 'hard'):
-        os.makedirs(data / 'test', exist_ok=True)
-        os.symlink(data / 'train', data / 'test' / split)
+    make_textzoom_like(str(data), num_train=512, num_test=16, seed=7)
     small = {r'^  num_feat: 32': '  num_feat: 16', r'^  num_block: 2': '  num_block: 1',
-             r'^    hr_size: \[32, 128\]': '    hr_size: [16, 64]', r'^    lr: .*': '    lr: !!float 3e-3'}
-    tsrn_opt = write_options('options/train/textsr/demo_tsrn_synth.yml', tmp_path / 'tsrn.yml', dict(small, **{
-        r'^    batch_size_per_gpu: \d+': '    batch_size_per_gpu: 4'}))
+             r'^  stn: false.*': '  stn: false\n  bicubic_skip: true  # deviation, see the test docstring',
+             r'^    batch_size_per_gpu: \d+': '    batch_size_per_gpu: 8'}
     torch.manual_seed(0)
-    model, opt = _build(tsrn_opt, tmp_path)
-    for dataset in opt['datasets'].values():
-        dataset['hr_size'] = [16, 64]  # the validation sets too (their options leave the default 128x32)
-    from basicsr.data import build_dataset
-    pairs = next(iter(DataLoader(build_dataset(opt['datasets']['train']), batch_size=4)))
-    for it in range(1, 241):
-        model.feed_data(pairs)
-        model.optimize_parameters(it)
-    _validate(model, opt, 240)
-    tsrn_psnr = _last_split_table(opt)['metrics']['A']['psnr']
+    model, opt = _build(write_options('options/train/textsr/demo_tsrn_synth.yml', tmp_path / 'tsrn.yml', small),
+                        tmp_path)
     bicubic, bopt = _build(_options('bicubic_synth.yml', tmp_path, 'test'), tmp_path, is_train=False)
-    for dataset in bopt['datasets'].values():
-        dataset['hr_size'] = [16, 64]
-    _validate(bicubic, bopt, 0)
-    bicubic_psnr = _last_split_table(bopt)['metrics']['A']['psnr']
-    print(f"TSRN {tsrn_psnr:.2f} dB vs bicubic {bicubic_psnr:.2f} dB")
-    assert tsrn_psnr > bicubic_psnr, (tsrn_psnr, bicubic_psnr)
+    for dataset in list(opt['datasets'].values()) + list(bopt['datasets'].values()):
+        dataset['hr_size'] = [16, 64]  # LR 32x8
+    from basicsr.data import build_dataset
+    loader = DataLoader(build_dataset(opt['datasets']['train']), batch_size=8, shuffle=True, drop_last=True,
+                        generator=torch.Generator().manual_seed(0))
+    it = 0
+    while it < 200:
+        for data_batch in loader:
+            it += 1
+            model.feed_data(data_batch)
+            model.optimize_parameters(it)
+            if it == 200:
+                break
+    tsrn, bic = _split_psnr(model, opt, it), _split_psnr(bicubic, bopt, 0)
+    print('held-out PSNR (dB), TSRN vs bicubic: ' + ', '.join(f'{k} {tsrn[k]:.2f}/{bic[k]:.2f}' for k in tsrn))
+    assert tsrn['A'] > bic['A'] + 0.3, (tsrn, bic)
+    assert all(tsrn[k] > bic[k] for k in ('easy', 'medium', 'hard')), (tsrn, bic)

@@ -9,6 +9,7 @@
 from typing import Dict, Sequence
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
@@ -95,6 +96,17 @@ class TaskWeighting(nn.Module):
             s = self.log_vars[self.tasks.index(t)]
             total = total + torch.exp(-s) * losses[t] + s
         return total
+
+    def average_gradients_across_ranks(self) -> None:
+        """Under a distributed launcher, replace the gradient of ``s`` by its mean over the ranks (what DDP does
+        for the networks; this module is not DDP-wrapped, so without it each rank would learn its own ``s``).
+        Nothing to do in 'average' mode, before the first backward, or in a single process."""
+        if self.mode != 'uncertainty' or self.log_vars.grad is None:
+            return
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return
+        dist.all_reduce(self.log_vars.grad)
+        self.log_vars.grad /= dist.get_world_size()
 
     def weights(self) -> Dict[str, float]:
         """Current weight of each task: 1/n (average) or exp(-s_i) (uncertainty)."""

@@ -75,15 +75,24 @@ class TextSRModel(SplitValidationMixin, SRModel):
                 load_recognizer(net, path_opt['pretrain_network_rec'], path_opt.get('param_key_rec', 'auto'),
                                 path_opt.get('rec_ckpt_prefix', ''), path_opt.get('rec_ignore_keys') or (), logger)
             set_trainable(net, trainable)  # before the (DDP) wrapper, which registers hooks on trainable tensors
-            self.net_rec = self.model_to_device(net)
+            if self.coupling == 'feature':
+                net.cnn.requires_grad_(False)  # never run: the bridge feeds the BiLSTM head (no unused DDP params)
+            self.net_rec = self._to_device(net)
         if 'network_bridge' in self.opt:
             if self.net_rec is None:
                 raise ValueError('network_bridge needs a network_rec (the recognizer whose head it feeds)')
-            self.net_bridge = self.model_to_device(build_network(self.opt['network_bridge']))
+            self.net_bridge = self._to_device(build_network(self.opt['network_bridge']))
             if path_opt.get('pretrain_network_bridge'):
                 self.load_network(self.net_bridge, path_opt['pretrain_network_bridge'],
                                   path_opt.get('strict_load_bridge', True), path_opt.get('param_key_bridge', 'params'))
         self.rec_trainable = trainable
+
+    def _to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        """BasicSR's ``model_to_device`` (DDP under a distributed launcher) for a network with trainable
+        parameters; a frozen one only moves to the device (DDP refuses a module with nothing to train)."""
+        if any(p.requires_grad for p in net.parameters()):
+            return self.model_to_device(net)
+        return net.to(self.device)
 
     def _networks(self):
         return [n for n in (self.net_g, self.net_rec, self.net_bridge, getattr(self, 'weighting', None)) if n is not None]
@@ -155,11 +164,15 @@ class TextSRModel(SplitValidationMixin, SRModel):
         super().feed_data(data)
         self.label = list(data['label']) if 'label' in data else None
 
-    def _recognize(self, sr: torch.Tensor, feat: torch.Tensor) -> torch.Tensor:
-        """CTC scores ``(T, N, 37)`` from the SR image (image coupling) or the SR features (feature coupling)."""
+    def _recognize(self, sr: torch.Tensor, feat: torch.Tensor, bare: bool = False) -> torch.Tensor:
+        """CTC scores ``(T, N, 37)`` from the SR image ``(N, C, H, W)`` in [0, 1] (image coupling) or the SR
+        features ``(N, num_feat, h, w)`` (feature coupling). ``bare``: call the networks outside their DDP
+        wrappers (inference; see ``test``)."""
+        rec = self.get_bare_model(self.net_rec) if bare else self.net_rec
         if self.coupling == 'feature':
-            return self.net_rec(seq=self.net_bridge(feat))
-        return self.net_rec(sr)
+            bridge = self.get_bare_model(self.net_bridge) if bare else self.net_bridge
+            return rec(seq=bridge(feat))
+        return rec(sr)
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
@@ -173,6 +186,7 @@ class TextSRModel(SplitValidationMixin, SRModel):
             losses['rec'] = self.cri_ctc(self._recognize(image, feat), self.label)
         total = self.weighting(losses) if len(losses) > 1 else next(iter(losses.values()))
         total.backward()
+        self.weighting.average_gradients_across_ranks()  # not a DDP module: its s would drift apart per rank
         if self.grad_clip:
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer_g.param_groups for p in g['params']],
                                            self.grad_clip)
@@ -186,14 +200,17 @@ class TextSRModel(SplitValidationMixin, SRModel):
 
     # ---------------------------------------------------------------- inference
     def test(self):
-        """``self.output`` (SR) and, with a recognizer, ``self.pred`` (greedy CTC strings)."""
+        """``self.output`` (SR ``(N, C, scale*h, scale*w)``, tanh range) and, with a recognizer, ``self.pred``
+        (greedy CTC strings). Runs the bare networks: under DDP only rank 0 validates, and a DDP forward of a
+        network with BatchNorm would start a buffer broadcast that the other ranks never join."""
         for net in self._networks():
             net.eval()
         with torch.no_grad():
-            self.output, feat = self.net_g(self.lq, return_features=True)
+            self.output, feat = self.get_bare_model(self.net_g)(self.lq, return_features=True)
             # A recognizer pretrained on HR images (train:rec_input hr) is validated on the HR images too.
             image = self.gt if self.is_train and self.rec_input == 'hr' and hasattr(self, 'gt') else self.output
-            self.pred = ctc_greedy_decode(self._recognize(image, feat)) if self.net_rec is not None else None
+            self.pred = ctc_greedy_decode(self._recognize(image, feat, bare=True)) if self.net_rec is not None \
+                else None
         if self.is_train:
             self._set_train_modes()
 
