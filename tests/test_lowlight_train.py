@@ -198,7 +198,6 @@ def test_infer_too_small_image(trained, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('name, replace, message', [
-    ('backbone7x7_gt.yml', {r'type: RAdam': 'type: Radam'}, "train:optim_g:type 'Radam' is not an optimizer of torch.optim"),
     ('gen_y_backbone7x7_gt.yml', {r'^  y_opt:\n    type: L1Loss.*\n.*\n.*\n': ''}, 'train:y_opt is required for Gen_Y'),
     ('backbone7x7_gt.yml', {r'^  mode: gt': '  mode: GT'}, "brightness.mode must be one of ('gt', 'imagenet', 'target')"),
 ])

@@ -86,3 +86,23 @@ def test_keys_of_a_custom_model_are_not_rejected(workdir, monkeypatch):
     _rejected(workdir, monkeypatch, custom, r"unknown option manual_sed\. Did you mean 'manual_seed'")
     custom.update({r'^manual_seed: 0': 'manual_seed: 0', r'^  total_iter: (\d+)': r'  total_iters: \1'})
     _rejected(workdir, monkeypatch, custom, r"unknown option train:total_iters\. Did you mean 'total_iter'")
+
+
+def test_our_models_take_any_torch_optimizer_and_name_a_misspelt_one(workdir, monkeypatch):
+    """CMDSR (like the low-light and text SR models) builds any torch.optim class by name, where BasicSR 1.4.2's
+    SRModel builds Adam only; a misspelt class is refused before any work, with the closest name."""
+    from plugins.common.options_check import check_basicsr_options
+    from plugins.blindsr.model import CMDSRModel
+    from plugins.lowlight.model import LowLightModel
+    from plugins.textsr.model import TextSRModel
+    import torch
+    monkeypatch.chdir(workdir)
+    src = 'options/train/blindsr/cmdsr_x4_demo.yml'
+    sgd = {r'^  optim_g:\n    type: Adam\n(    lr: .*\n)    weight_decay: 0\n    betas: .*': r'  optim_g:\n    type: SGD\n\1    momentum: 0.9'}
+    check_basicsr_options(write_options(src, workdir / 'sgd.yml', sgd))
+    _rejected(workdir, monkeypatch, {r'^    type: Adam': '    type: Sgd'},
+              r"train:optim_g:type 'Sgd' is not an optimizer of torch.optim\. Did you mean 'SGD'\?", src=src)
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    for model in (CMDSRModel, LowLightModel, TextSRModel):
+        optimizer = model.get_optimizer(None, 'SGD', params, 0.1, momentum=0.9)
+        assert type(optimizer) is torch.optim.SGD and optimizer.defaults['momentum'] == 0.9

@@ -31,6 +31,8 @@ from basicsr.models import lr_scheduler
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..common.optimizers import AnyTorchOptimizerMixin
+
 SCHEDULERS = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
               'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
 
@@ -53,7 +55,7 @@ def check_task_options(opt: dict, net: torch.nn.Module) -> None:
 
 
 @MODEL_REGISTRY.register()
-class CMDSRModel(SRModel):
+class CMDSRModel(AnyTorchOptimizerMixin, SRModel):
     """SRModel with CMDSR's task-grouped training (see the module docstring).
 
     Train options (``train:``) besides SRModel's:

@@ -109,6 +109,8 @@ def _check_dataset(phase: str, dataset: Dict, where: str) -> None:
 
 def _check_training_components(opt: Dict, where: str, model_cls) -> None:
     import torch
+
+    from .optimizers import torch_optimizer_class
     from basicsr.models import lr_scheduler
     from basicsr.models.base_model import BaseModel
     from basicsr.utils.registry import LOSS_REGISTRY
@@ -123,9 +125,14 @@ def _check_training_components(opt: Dict, where: str, model_cls) -> None:
             if model_cls is not None and model_cls.get_optimizer is BaseModel.get_optimizer and value['type'] != 'Adam':
                 raise OptionsError(f"{where}: train:{key}:type {value['type']!r}: {model_cls.__name__} (BasicSR 1.4.2's "
                                    "BaseModel.get_optimizer) supports only 'Adam'")
-            optim = getattr(torch.optim, str(value['type']), None)
-            if inspect.isclass(optim):
-                check_kwargs(optim, value, where, f'train:{key}:', ignore=('type', 'params'))
+            optim = torch_optimizer_class(value['type'])
+            if optim is None:
+                by_lower = {n.lower(): n for n in dir(torch.optim) if torch_optimizer_class(n) is not None}
+                close = difflib.get_close_matches(str(value['type']).lower(), sorted(by_lower), n=1)
+                hint = f' Did you mean {by_lower[close[0]]!r}?' if close else ''  # 'Sgd', 'adamw': case slips
+                raise OptionsError(f"{where}: train:{key}:type {value['type']!r} is not an optimizer of torch.optim."
+                                   f'{hint}')
+            check_kwargs(optim, value, where, f'train:{key}:', ignore=('type', 'params'))
     scheduler = train.get('scheduler')
     if isinstance(scheduler, dict) and model_cls is not None and model_cls.setup_schedulers is BaseModel.setup_schedulers:
         classes = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,

@@ -24,12 +24,13 @@ from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..common.optimizers import AnyTorchOptimizerMixin
 from .archs import _GenYMixin
 from .brightness import add_brightness_plane, brightness_for, luminance, parse_brightness_option
 
 
 @MODEL_REGISTRY.register()
-class LowLightModel(SRModel):
+class LowLightModel(AnyTorchOptimizerMixin, SRModel):
     """SRModel whose network input is ``cat[lq, brightness plane]`` (N, 4, H, W); lq/gt RGB (N, 3, H, W) in [0, 1]."""
 
     def __init__(self, opt):
@@ -51,14 +52,6 @@ class LowLightModel(SRModel):
             raise ValueError(f"{self.opt['name']}: train:y_opt is only for Gen_Y networks, not "
                              f"{self.opt['network_g']['type']}")
         self.cri_y = build_loss(train_opt['y_opt']).to(self.device) if is_gen_y else None
-
-    def get_optimizer(self, optim_type, params, lr, **kwargs):
-        """Any optimizer of ``torch.optim`` by class name (``RAdam``, ``Adam``, ``AdamW``, ``SGD``, ...)."""
-        cls = getattr(torch.optim, str(optim_type), None)
-        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-            raise ValueError(f"{self.opt['name']}: train:optim_g:type {optim_type!r} is not an optimizer of "
-                             'torch.optim (e.g. RAdam, Adam, AdamW, SGD)')
-        return cls(params, lr, **kwargs)
 
     def _net_input(self, brightness_opt) -> torch.Tensor:
         return add_brightness_plane(self.lq, brightness_for(brightness_opt, self.lq, getattr(self, 'gt', None)))

@@ -33,6 +33,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..common.optimizers import AnyTorchOptimizerMixin
 from .crnn import load_recognizer, set_trainable
 from .losses import TaskWeighting
 from .text import ctc_greedy_decode
@@ -43,7 +44,7 @@ COUPLINGS = ('image', 'feature')
 
 
 @MODEL_REGISTRY.register()
-class TextSRModel(SplitValidationMixin, SRModel):
+class TextSRModel(SplitValidationMixin, AnyTorchOptimizerMixin, SRModel):
     """TSRN with an optional CRNN recognizer, coupled at the image or at the feature level. See the module doc."""
 
     def __init__(self, opt):
