@@ -513,9 +513,10 @@ def _patch_mmagic_image_loading(DataFaultError) -> None:  # noqa: N803 (a class)
             return f"LMDB {args.get('db_path')} key {os.path.splitext(os.path.basename(str(filename)))[0]!r}"
         return str(filename)
 
+    def undecodable(self, filename) -> Exception:
+        return DataFaultError(f'cannot decode image {source(self, filename)}: truncated, corrupt, or not an image')
+
     def _load_image(self, filename):
-        undecodable = DataFaultError(f'cannot decode image {source(self, filename)}: truncated, corrupt, or not an '
-                                     'image')
         try:
             img = original_load_image(self, filename)
         except OSError as err:  # a missing or unreadable file (PIL's "cannot identify image file" too)
@@ -523,9 +524,9 @@ def _patch_mmagic_image_loading(DataFaultError) -> None:  # noqa: N803 (a class)
         except TypeError as err:  # the LMDB backend returned None: np.frombuffer(None)
             raise DataFaultError(f'cannot read image {source(self, filename)}: no such key') from err
         except cv2.error as err:  # cv2.imdecode gave None, then cv2.cvtColor(None) failed
-            raise undecodable from err
+            raise undecodable(self, filename) from err
         if img is None:
-            raise undecodable
+            raise undecodable(self, filename)
         return img
 
     LoadImageFromFile._load_image = _load_image
