@@ -1,6 +1,7 @@
 """Checks of an mmengine config before the Runner builds anything, as ``options_check`` does for BasicSR options:
 a ``type`` that no registry holds and an argument that the named class does not take (each with the closest name),
-and data folders that do not exist. Each problem is one ``OptionsError`` naming the config entry.
+data folders that do not exist, and the values of the reliability settings (``on_data_fault``, the non-finite
+guard's patience). Each problem is one ``OptionsError`` naming the config entry.
 
 Which registry a ``type`` is looked up in follows mmengine's Runner: ``model`` and everything inside it in MODELS,
 ``dataset``/``datasets`` in DATASETS, ``pipeline`` in TRANSFORMS, ``sampler`` in DATA_SAMPLERS, ``metrics`` in
@@ -10,7 +11,9 @@ import difflib
 import os.path as osp
 from typing import Any, Dict, Optional
 
+from .data_faults import OPTION as DATA_FAULT_OPTION, POLICIES
 from .network_io import OptionsError
+from .nonfinite import valid_patience
 from .options_schema import check_kwargs
 
 # Top-level config entries -> registry name (None: a plain dict whose children may name a registry).
@@ -88,9 +91,27 @@ def _check_data_folders(dataset: Dict, path: str, where: str) -> None:
                                f'{osp.abspath(".")}). {hint}')
 
 
+def _check_reliability_values(cfg, where: str) -> None:
+    """``on_data_fault`` of every dataloader and the non-finite guard's patience."""
+    for phase in ('train', 'val', 'test'):
+        loaders = cfg.get(f'{phase}_dataloader')
+        for index, loader in enumerate(loaders if isinstance(loaders, (list, tuple)) else [loaders]):
+            value = loader.get(DATA_FAULT_OPTION, 'stop') if isinstance(loader, dict) else 'stop'
+            if value not in POLICIES:
+                entry = f'{phase}_dataloader' + (f'[{index}]' if isinstance(loaders, (list, tuple)) else '')
+                raise OptionsError(f'{where}: {entry}.{DATA_FAULT_OPTION} must be one of {", ".join(POLICIES)}, '
+                                   f'got {value!r}')
+    guard = (cfg.get('default_hooks') or {}).get('nonfinite_guard') or {}
+    patience = guard.get('patience', 0)
+    if not valid_patience(patience):
+        raise OptionsError(f'{where}: default_hooks.nonfinite_guard.patience must be an integer >= 0 (0 turns the '
+                           f'guard off), got {patience!r}')
+
+
 def check_mmengine_config(cfg, where: str, phases: Optional[tuple] = None) -> None:
     """Raise ``OptionsError`` for the first problem of ``cfg`` (an mmengine ``Config``). ``phases`` limits the data
     checks to some dataloaders (``('test',)`` for tools/test.py); every class is checked anyway."""
+    _check_reliability_values(cfg, where)
     registries = _registries()
     for key, registry_name in TOP_LEVEL.items():
         if key not in cfg or cfg[key] is None:

@@ -10,7 +10,7 @@ from mmengine.registry import HOOKS
 
 from .checkpoint_io import atomic_write_bytes
 from .nonfinite import (DEFAULT_PATIENCE, NOT_SAVED, BadIterationCounter, modules_finite,
-                        skip_step_on_non_finite_gradients)
+                        skip_step_on_non_finite_gradients, valid_patience)
 
 PATIENCE_OPTION = 'default_hooks.nonfinite_guard.patience'
 
@@ -35,7 +35,7 @@ class NonFiniteGuardHook(Hook):
     priority = 'NORMAL'  # after_train_iter before LoggerHook (BELOW_NORMAL) and CheckpointHook (VERY_LOW)
 
     def __init__(self, patience: int = DEFAULT_PATIENCE):
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+        if not valid_patience(patience):
             raise ValueError(f'NonFiniteGuardHook: patience must be an int >= 0 (0 turns the guard off), '
                              f'got {patience!r}')
         self.patience = patience

@@ -57,7 +57,6 @@ def _load_config(args: argparse.Namespace, phases: Tuple[str, ...]):
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     # The configs under options/mmagic set it too; a config without it would build from mmengine's registries.
     cfg.default_scope = cfg.get('default_scope') or 'mmagic'
-    _check_reliability_options(cfg, args.config)
     from .mm_config_check import check_mmengine_config
     from .network_io import OptionsError
     try:
@@ -65,23 +64,6 @@ def _load_config(args: argparse.Namespace, phases: Tuple[str, ...]):
     except OptionsError as err:
         _die(str(err))
     return cfg
-
-
-def _check_reliability_options(cfg, config: str) -> None:
-    """The values of ``on_data_fault`` and of the non-finite guard's patience, before the Runner builds anything."""
-    from .data_faults import OPTION, POLICIES
-    for phase in ('train', 'val', 'test'):
-        loaders = cfg.get(f'{phase}_dataloader')
-        for index, loader in enumerate(loaders if isinstance(loaders, (list, tuple)) else [loaders]):
-            value = loader.get(OPTION, 'stop') if isinstance(loader, dict) else 'stop'
-            if value not in POLICIES:
-                where = f'{phase}_dataloader' + (f'[{index}]' if isinstance(loaders, (list, tuple)) else '')
-                _die(f'{config}: {where}.{OPTION} must be one of {", ".join(POLICIES)}, got {value!r}')
-    guard = (cfg.get('default_hooks') or {}).get('nonfinite_guard') or {}
-    patience = guard.get('patience', 0)
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        _die(f'{config}: default_hooks.nonfinite_guard.patience must be an integer >= 0 (0 turns the guard off), '
-             f'got {patience!r}')
 
 
 def _build_runner(cfg):

@@ -31,6 +31,11 @@ class NonFiniteLossError(TrainingStopped):
     """Too many consecutive iterations with a non-finite loss or gradient."""
 
 
+def valid_patience(value) -> bool:
+    """A patience is an int >= 0 (0 turns the guard off); a bool is not one."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _all_finite(value) -> bool:
     if isinstance(value, torch.Tensor):
         return bool(torch.isfinite(value).all())
