@@ -61,7 +61,7 @@ def test_mmengine_hook_registrations():
 def test_srcnn_parameter_count_and_shape():
     """Seed 002's torchsummary table: 5,248 + 51,232 + 801 = 57,281 parameters for one (Y) channel."""
     import torch
-    from plugins.classic.archs import SRCNN
+    from plugins.classic.srcnn_arch import SRCNN
     net = SRCNN(num_in_ch=1, upscale=2)
     assert [p.numel() for p in net.parameters()] == [5184, 64, 51200, 32, 800, 1]
     assert sum(p.numel() for p in net.parameters()) == 57281

@@ -1,7 +1,7 @@
 """Parameters, FLOPs, latency and peak memory of the network_g of a BasicSR options file.
 
     python tools/benchmark.py -opt options/train/classic/srcnn_x2.yml [--input-size 1x1x270x480] [--runs 10]
-        [--warmup 2] [--device cpu|cuda] [--channels-last] [--compile] [--fp16] [--json PATH]
+        [--warmup 2] [--device cpu|cuda] [--channels-last] [--compile] [--fp16] [--output FIGURES.json]
 
 The input size defaults to the options' `benchmark: {input_size: [N, C, H, W]}`, else 1x3x1080x1920 with C set to
 the network's input channels. FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (convolutions, matrix
@@ -27,7 +27,8 @@ def parse_args(argv):
     parser.add_argument('--channels-last', action='store_true', help='channels-last memory format')
     parser.add_argument('--compile', action='store_true', help='time torch.compile(network)')
     parser.add_argument('--fp16', action='store_true', help='half precision (CUDA only)')
-    parser.add_argument('--json', default=None, metavar='PATH', help='also write the figures to this JSON file')
+    parser.add_argument('--output', '--json', dest='output', default=None, metavar='PATH',
+                        help='also write the figures to this JSON file')
     return parser.parse_args(argv)
 
 
@@ -37,7 +38,9 @@ def main(argv):
 
     import plugins  # noqa: F401  (compat patches, then every registration)
     from plugins.common.complexity import benchmark, format_table, resolve_input_size
-    from plugins.common.network_io import OptionsError, build_network_from_options, load_options
+    from plugins.engine.basicsr.networks import build_network_from_options
+    from plugins.engine.basicsr.options import load_options
+    from plugins.engine.errors import OptionsError
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     try:
         opt = load_options(args.opt)
@@ -50,11 +53,11 @@ def main(argv):
         sys.exit(2)
     result.update(options=args.opt, options_name=opt.get('name'), input_source=origin)
     print(format_table(result))
-    if args.json:
-        os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
+    if args.output:
+        os.makedirs(osp.dirname(osp.abspath(args.output)), exist_ok=True)
+        with open(args.output, 'w') as f:
             json.dump(result, f, indent=2)
-        print(f'wrote {args.json}')
+        print(f'wrote {args.output}')
 
 
 if __name__ == '__main__':

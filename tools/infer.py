@@ -1,18 +1,16 @@
-"""Super-resolve images (no ground truth) with the network_g of a BasicSR options file and a trained checkpoint.
+"""Run the network_g of a BasicSR options file on images without ground truth (super-resolution, or what a line's
+network does: low-light enhancement at chosen brightness, blind SR with a support set).
 
     python tools/infer.py -opt options/test/classic/srcnn_x2.yml --checkpoint experiments/.../net_g_latest.pth
         --input IMAGE_OR_FOLDER [--output DIR] [--tile 512 --tile-pad 16] [--suffix S] [--param-key auto]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [line flags: --brightness V [V ...] | --support DIR | --self-support]
 
 Writes <output>/<input stem>_<suffix>.png, by default under results/<options name>_infer/ with the options name as
 suffix. `params_ema` of the checkpoint is used when present, else `params` (--param-key to choose). Networks with
 one input channel run on Y (YCbCr, BasicSR's `color: y`) with bicubic Cb/Cr; three-channel networks on RGB.
 --tile N runs the LR image in N x N tiles with --tile-pad pixels of context each side, in bounded memory.
-The logic is in plugins/common/tiling.py.
-Low-light networks (RGB + a brightness plane, plugins/lowlight/) need --brightness V [V ...]: the target mean
-luminance in [0, 1]; one output <stem>_<suffix>_b<V>.png per value (logic in plugins/lowlight/infer.py).
-Blind-SR networks (CMDSR, plugins/blindsr/) need a support set with the input's degradation: --support DIR (LR
-support images, all of one size) or --self-support (patches cut from each input image; plugins/blindsr/support.py).
+Networks that need more than an image are run by their line's adapter (plugins/common/inference.py), whose flags
+are listed below by line.
 """
 import argparse
 import os
@@ -21,9 +19,13 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # the repository root, for `import plugins`
 
+import plugins  # noqa: E402,F401  (compat patches, then every registration, the lines' inference adapters too)
+from plugins.common.inference import adapter_for, inference_adapters  # noqa: E402
+from plugins.engine.errors import OptionsError  # noqa: E402
+
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', required=True, help='BasicSR options file (network_g, scale and name are used)')
     parser.add_argument('--checkpoint', required=True, help='network checkpoint (.pth) of BasicSR or a state dict')
     parser.add_argument('--input', required=True, help='an image file or a folder of images')
@@ -34,12 +36,9 @@ def parse_args(argv):
     parser.add_argument('--tile', type=int, default=0, help='tile size in LR pixels, 0 = whole image (default: 0)')
     parser.add_argument('--tile-pad', type=int, default=10, help='context around each tile, LR pixels (default: 10)')
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
-    parser.add_argument('--brightness', type=float, nargs='+', default=None, metavar='V',
-                        help='target mean luminance(s) in [0, 1] for networks with a brightness plane (low-light)')
-    parser.add_argument('--support', default=None, metavar='DIR',
-                        help='CMDSR: folder of LR support images with the same degradation as the input (blind SR)')
-    parser.add_argument('--self-support', action='store_true',
-                        help='CMDSR: cut the support patches from each input image itself (blind SR)')
+    for adapter in inference_adapters():
+        if adapter.flags:
+            adapter.add_arguments(parser.add_argument_group(adapter.name))
     return parser.parse_args(argv)
 
 
@@ -49,10 +48,10 @@ def main(argv):
     import torch
     from tqdm import tqdm
 
-    import plugins  # noqa: F401  (compat patches, then every registration)
     from plugins.common.complexity import input_channels
-    from plugins.common.network_io import OptionsError, build_network_from_options, load_network_weights, load_options
-    from plugins.common.tiling import list_images, read_image, super_resolve
+    from plugins.common.image_io import list_images, read_image
+    from plugins.engine.basicsr.networks import build_network_from_options, load_network_weights
+    from plugins.engine.basicsr.options import load_options
     try:
         device = torch.device(args.device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         if device.type == 'cuda' and not torch.cuda.is_available():
@@ -67,13 +66,9 @@ def main(argv):
         net = build_network_from_options(opt, source=args.opt)
         used = load_network_weights(net, args.checkpoint, args.param_key, what=f'network_g of {args.opt}')
         channels, _ = input_channels(net, opt.get('network_g'))
-        from plugins.lowlight.infer import check_infer_options
-        brightness = check_infer_options(channels, args.brightness, args.tile, args.opt)
-        if channels not in (1, 3) and not brightness:
-            raise OptionsError(f'{args.opt}: network_g takes {channels} input channels; infer supports 1 (Y) or 3')
-        from plugins.blindsr.support import support_binder
-        bind_support = support_binder(net, args.support, args.self_support, device)
-    except (OptionsError, FileNotFoundError, ValueError) as err:
+        adapter = adapter_for(net, channels, args, args.opt)
+        run = adapter.prepare(net, channels, args, scale, args.opt, device)
+    except (OptionsError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr, flush=True)
         sys.exit(2)
 
@@ -81,10 +76,6 @@ def main(argv):
     out_dir = args.output or osp.join('results', f'{name}_infer')
     suffix = name if args.suffix is None else args.suffix
     os.makedirs(out_dir, exist_ok=True)
-    net = net.eval().to(device)
-    if brightness:
-        from plugins.lowlight.infer import enhance, prepare_fast
-        net = prepare_fast(net)
     print(f'{type(net).__name__} x{scale} ({channels} input channel{"s" if channels > 1 else ""}) from '
           f'{args.checkpoint} [{used or "state dict"}] on {device}, tile {args.tile or "off"}'
           f'{f" pad {args.tile_pad}" if args.tile else ""}: {len(files)} image(s) -> {out_dir}', flush=True)
@@ -92,16 +83,13 @@ def main(argv):
         stem = osp.splitext(osp.basename(path))[0]
         stem = f'{stem}_{suffix}' if suffix else stem
         try:
-            img = read_image(path)
-            outputs = ([(f'{stem}_b{v:g}.png', enhance(net, img, v, device)) for v in brightness] if brightness
-                       else [(f'{stem}.png', super_resolve(bind_support(img) if bind_support else net, img, scale,
-                                                           channels, args.tile, args.tile_pad))])
+            outputs = run(read_image(path))
         except (OptionsError, ValueError) as err:
             print(f'error: {path}: {err}', file=sys.stderr, flush=True)
             sys.exit(2)
-        for file_name, sr in outputs:
-            out_path = osp.join(out_dir, file_name)
-            if not cv2.imwrite(out_path, sr):
+        for output_suffix, image in outputs:
+            out_path = osp.join(out_dir, f'{stem}{output_suffix}.png')
+            if not cv2.imwrite(out_path, image):
                 print(f'error: cannot write {out_path}', file=sys.stderr, flush=True)
                 sys.exit(2)
 

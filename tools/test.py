@@ -10,7 +10,8 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # the repository root, for `import plugins`
 
-from plugins.common.cli import main  # noqa: E402
+import plugins  # noqa: E402,F401  (compat patches, then the BasicSR lines' registrations)
+from plugins.engine.cli import main  # noqa: E402
 
 if __name__ == '__main__':
     main(sys.argv[1:], is_train=False)

@@ -1,5 +1,6 @@
-"""Support sets for CMDSR inference: read a folder of LR support images, or cut support patches from the input
-image itself (self-support), and check them against the network, each with a clear error."""
+"""Support sets for CMDSR: read a folder of LR support images, or cut support patches from an image itself
+(self-support, also used by the fixed-task validation data), and check them against the network, each with a clear
+error."""
 import os
 import os.path as osp
 from typing import List
@@ -9,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..common.network_io import OptionsError
-from ..common.tiling import IMAGE_EXTENSIONS
+from ..common.image_io import IMAGE_EXTENSIONS, is_image_file
+from ..engine.errors import OptionsError
 
 
 def grid_positions(length: int, patch: int, count: int) -> List[int]:
@@ -57,7 +58,7 @@ def load_support_folder(folder: str, num_in_ch: int = 3) -> torch.Tensor:
     if not osp.isdir(folder):
         raise OptionsError(f'--support {folder}: not a folder (expected a folder of LR support images with the same '
                            'degradation as the input)')
-    files = sorted(osp.join(folder, f) for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    files = sorted(osp.join(folder, f) for f in os.listdir(folder) if is_image_file(f))
     if not files:
         raise OptionsError(f'--support {folder}: the folder has no images (looked for {", ".join(IMAGE_EXTENSIONS)})')
     patches, first = [], None
@@ -89,63 +90,3 @@ def check_support_size(net: nn.Module, support_size: int, source: str) -> None:
         raise OptionsError(f'{source} has {support_size} support image(s), but the network was built for support '
                            f'size {need} (network_g:support_size, stacked ConditionNet); give exactly {need}, or '
                            'train a network with condition: set, which takes any number')
-
-
-class SupportBound(nn.Module):
-    """``net(x, support)`` as a one-input module ``f(x)``, so tiled inference can run a conditioned network.
-
-    Every tile uses the same condition, computed once from ``support`` ``(1, S, C, h, w)``."""
-
-    def __init__(self, net: nn.Module, support: torch.Tensor):
-        super().__init__()
-        self.net = net
-        with torch.no_grad():
-            self.register_buffer('condition', net.condition_net(support), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.sr_net(x, self.condition)
-
-
-def _image_tensor(img: np.ndarray) -> torch.Tensor:
-    """BGR uint8 ``(H, W, 3)`` -> RGB float ``(3, H, W)`` in [0, 1], as the network's input."""
-    return torch.from_numpy(np.ascontiguousarray(img[..., ::-1].transpose(2, 0, 1))).float() / 255.
-
-
-def support_binder(net: nn.Module, support_dir: str = None, self_support: bool = False, device='cpu',
-                   support_patch: int = 48):
-    """What ``tools/infer.py --support DIR / --self-support`` runs: a function ``image -> one-input network``.
-
-    Args:
-        net: the network of the options file (a ``CMDSR``, or any other SR network).
-        support_dir: folder of LR support images that share the input's degradation (all of one size).
-        self_support: cut the support patches from each input image itself (``self_support_patches``: the
-            network's support size, or 20 for the set form, patches of ``support_patch`` LR pixels).
-        device: where the network runs.
-
-    Returns:
-        None for a network without a ConditionNet (nothing to bind), else ``bind(img_bgr_uint8) -> nn.Module``.
-
-    Raises:
-        OptionsError: a CMDSR network without a support option, both options, an option for a network without
-            a ConditionNet, or a bad support folder (see ``load_support_folder``, ``check_support_size``).
-    """
-    conditioned = hasattr(net, 'condition_net')
-    if not conditioned:
-        if support_dir or self_support:
-            raise OptionsError(f'--support/--self-support are for CMDSR networks; {type(net).__name__} takes no '
-                               'support set')
-        return None
-    if bool(support_dir) == bool(self_support):
-        raise OptionsError(f'{type(net).__name__} needs a support set: give --support DIR (LR images with the '
-                           'degradation of the input) or --self-support (patches cut from each input), not both')
-    if support_dir:
-        support = load_support_folder(support_dir, net.num_in_ch)
-        check_support_size(net, support.shape[1], f'--support {support_dir}')
-        return lambda img: SupportBound(net, support.to(device))  # built per image: net is on its device by then
-    count = net.support_size or 20
-
-    def bind(img: np.ndarray) -> nn.Module:
-        patches = self_support_patches(_image_tensor(img), count, support_patch)
-        return SupportBound(net, patches[None].to(device))
-
-    return bind

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .network_io import OptionsError
+from ..engine.errors import OptionsError
 
 FLOP_NOTE = ('FLOPs: torch.utils.flop_counter.FlopCounterMode, 2 per multiply-accumulate; counts convolutions '
              '(incl. transposed), matmul/mm/addmm/bmm/baddbmm (nn.Linear) and scaled-dot-product attention; '

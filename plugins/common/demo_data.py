@@ -20,6 +20,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .bicubic import bicubic_lr
+from .image_io import make_lmdb
+
 SCALES = (2, 3, 4)
 MOD = 12  # HR sizes are cropped to a multiple of lcm(2, 3, 4) so every scale divides them.
 TRAIN_SOURCES = ('astronaut.png', 'coffee.png', 'motorcycle_left.png', 'motorcycle_right.png', 'ihc.png',
@@ -50,18 +53,6 @@ def read_hr(file_name: str) -> np.ndarray:
     return img[:h - h % MOD, :w - w % MOD]
 
 
-def matlab_bicubic(img: np.ndarray, factor: float) -> np.ndarray:
-    """Resize a uint8 image by ``factor`` with MATLAB's antialiased bicubic (``basicsr.utils.matlab_functions``)."""
-    from basicsr.utils.matlab_functions import imresize
-    out = imresize(img.astype(np.float64) / 255., factor)
-    return np.clip(np.round(out * 255.), 0, 255).astype(np.uint8)
-
-
-def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
-    """MATLAB-style bicubic downsampling of a uint8 image by an integer ``scale``, as SR benchmarks make LR."""
-    return matlab_bicubic(hr, 1 / scale)
-
-
 def sub_image_boxes(hr: np.ndarray, crop: int = SUB_CROP, min_std: float = SUB_MIN_STD) -> List[tuple]:
     """Top-left corners of the non-overlapping ``crop`` x ``crop`` sub-images worth training on."""
     h, w = hr.shape[:2]
@@ -73,20 +64,6 @@ def _write(path: str, img: np.ndarray) -> None:
     os.makedirs(osp.dirname(path), exist_ok=True)
     if not cv2.imwrite(path, img, [cv2.IMWRITE_PNG_COMPRESSION, 3]):
         raise OSError(f'cannot write {path}')
-
-
-def make_lmdb(folder: str, lmdb_path: str = None) -> str:
-    """LMDB copy of an image folder in BasicSR's format (``meta_info.txt`` + PNG bytes, key = file stem)."""
-    from basicsr.utils.lmdb_util import make_lmdb_from_imgs
-    lmdb_path = lmdb_path or folder.rstrip('/') + '.lmdb'
-    names = sorted(f for f in os.listdir(folder) if f.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp')))
-    if not names:
-        raise FileNotFoundError(f'no images in {folder}')
-    if osp.exists(lmdb_path):
-        import shutil
-        shutil.rmtree(lmdb_path)
-    make_lmdb_from_imgs(folder, lmdb_path, names, [osp.splitext(n)[0] for n in names], n_thread=1)
-    return lmdb_path
 
 
 def build_demo_data(out: str, scales=SCALES) -> Dict:

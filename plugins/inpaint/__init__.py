@@ -2,6 +2,6 @@
 
 Every module of this folder is imported, so each registers its components in MMagic's registries.
 """
-from ..common.autoimport import import_submodules
+from ..engine.registration import import_submodules
 
 import_submodules(__name__, __path__)

@@ -10,8 +10,9 @@ from typing import List, Optional, Tuple
 import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from .masks import binarize_mask, generate_mask
+from .mask_transform import binarize_mask, generate_mask
 
 
 def load_inpaintor(config: str, checkpoint: str):
@@ -84,7 +85,8 @@ def completions(model, masked: torch.Tensor, mask: torch.Tensor, num: int, seed:
     """``num`` composited completions: PD-GAN draws one noise vector each (seeded); a deterministic model
     returns one."""
     if hasattr(model, 'sample_noise'):
-        return [model.inpaint(masked, mask, model.sample_noise(1, masked.device, seed + i))[1] for i in range(num)]
+        return [model.inpaint(masked, mask, model.sample_noise(1, masked.device, seed + i))[1]
+                for i in tqdm(range(num), desc='completions', unit='sample', disable=num < 2)]
     return [model.inpaint(masked, mask)[1]]
 
 

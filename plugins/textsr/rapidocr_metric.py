@@ -18,7 +18,7 @@ import numpy as np
 
 from basicsr.utils.registry import METRIC_REGISTRY
 
-from .metrics import calculate_word_accuracy
+from .word_accuracy_metric import calculate_word_accuracy
 
 
 @lru_cache(maxsize=1)

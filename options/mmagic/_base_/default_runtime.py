@@ -2,6 +2,9 @@
 # validation/test loops, a CPU-friendly environment, logging and the non-finite guard. The schedule, the other hooks
 # and the data are the configs' own.
 default_scope = 'mmagic'
+# Our modules the config needs, imported by mmengine's Config (so MMagic's own tools/train.py finds them too): the
+# hooks below; a config that uses a research line's components adds that line's module (plugins.inpaint, ...).
+custom_imports = dict(imports=['plugins.engine.mmengine.hooks'], allow_failed_imports=False)
 
 val_cfg = dict(type='MultiValLoop')
 test_cfg = dict(type='MultiTestLoop')
@@ -13,7 +16,7 @@ env_cfg = dict(
 )
 randomness = dict(seed=0)
 log_level = 'INFO'
-# Merged into every config's default_hooks (plugins/common/mm_hooks.py). nonfinite_guard: a NaN/Inf loss or gradient
+# Merged into every config's default_hooks (plugins/engine/mmengine/hooks.py). nonfinite_guard: a NaN/Inf loss or gradient
 # skips the step; `patience` such iterations in a row save the last good weights and stop the run (0 turns it off).
 # torch_random_state: checkpoints carry torch's random state, so that --resume continues a run bit for bit.
 default_hooks = dict(nonfinite_guard=dict(type='NonFiniteGuardHook', patience=10),

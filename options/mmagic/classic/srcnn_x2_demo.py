@@ -1,6 +1,7 @@
 # SRCNN 9-5-5 (64/32 channels) x2, RGB, trained with mmengine's Runner in MMagic's BaseEditModel on the demo
-# data (python tools/make_demo_data.py writes datasets/demo). The network is ours ('SRCNN', registered into
-# mmagic.registry.MODELS by `import plugins`); everything else is MMagic's and mmengine's.
+# data (python tools/data/make_demo_data.py writes datasets/demo). The network is ours ('SRCNN', registered into
+# mmagic.registry.MODELS by plugins/classic/srcnn_mmagic.py, imported below); everything else is MMagic's and
+# mmengine's.
 #
 #   python tools/train.py options/mmagic/classic/srcnn_x2_demo.py                      # -> work_dirs/srcnn_x2_demo
 #   python tools/train.py options/mmagic/classic/srcnn_x2_demo.py --resume             # go on from the last checkpoint
@@ -16,6 +17,8 @@
 # 27.7 dB on the demo validation set after 300 iterations and 30.1 dB after 1000, below bicubic (31.1 dB).
 
 _base_ = '../_base_/default_runtime.py'  # scope, loops, environment, logging
+custom_imports = dict(imports=['plugins.engine.mmengine.hooks', 'plugins.classic.srcnn_mmagic'],
+                      allow_failed_imports=False)
 scale = 2
 max_iters = 300
 data_root = 'datasets/demo'

@@ -2,7 +2,7 @@
 # the known region (MMagic's PConv weights 6 / 1), LSGAN on a spectral-norm patch discriminator and the hole TV loss,
 # generator EMA. The PD-GAN config (pdgan_demo.py) uses this model's checkpoint as its prior.
 #
-#   python tools/make_demo_data.py                                              # once: datasets/demo
+#   python tools/data/make_demo_data.py                                              # once: datasets/demo
 #   python tools/train.py options/mmagic/inpaint/base_demo.py                   # -> work_dirs/base_demo
 #   python tools/train.py options/mmagic/inpaint/base_demo.py --resume          # go on from the last checkpoint
 #   torchrun --nproc_per_node=2 tools/train.py options/mmagic/inpaint/base_demo.py --launcher pytorch

@@ -6,8 +6,8 @@
 #   python tools/train.py options/mmagic/inpaint/base_demo.py                   # first: the prior
 #   python tools/train.py options/mmagic/inpaint/pdgan_demo.py                  # -> work_dirs/pdgan_demo
 #   python tools/train.py options/mmagic/inpaint/pdgan_demo.py --cfg-options model.prior.checkpoint=PATH.pth
-#   python tools/inpaint_sample.py options/mmagic/inpaint/pdgan_demo.py work_dirs/pdgan_demo/iter_600.pth \
-#       --image datasets/demo/val/HR/chelsea.png --num 4 --out completions.png
+#   python tools/inpaint/sample.py options/mmagic/inpaint/pdgan_demo.py work_dirs/pdgan_demo/iter_600.pth \
+#       --input datasets/demo/val/HR/chelsea.png --num 4 --output completions.png
 #
 # PD-GAN's perceptual loss (VGG16 relu1_1..relu4_1, x10) and VGG diversity need local VGG16 weights: add
 #   loss_percep=dict(type='VGG16PerceptualLoss', vgg_path='weights/vgg16-397923af.pth', loss_weight=10.0)

@@ -1,9 +1,10 @@
 # Shared part of the inpainting demo configs (seed 003): data, schedule and runtime on the demo photos.
-# 64x64 crops of datasets/demo/train/HR_sub (python tools/make_demo_data.py) with free-form masks drawn anew at
+# 64x64 crops of datasets/demo/train/HR_sub (python tools/data/make_demo_data.py) with free-form masks drawn anew at
 # every iteration; validation on the 3 demo validation photos (long-edge centre crop, resized to 64x64), each with
 # 4 fixed masks (free-form and box) so that every run and every evaluation scores the same 12 holes.
 # Images in [-1, 1] (DataPreprocessor 127.5/127.5), mask 1 = hole (MMagic's convention).
 _base_ = '../../_base_/default_runtime.py'  # scope, loops, environment, logging
+custom_imports = dict(imports=['plugins.engine.mmengine.hooks', 'plugins.inpaint'], allow_failed_imports=False)
 size = 64
 max_iters = 600
 data_root = 'datasets/demo'

@@ -1,0 +1,148 @@
+"""Task-grouped datasets for CMDSR (BasicSR ``DATASET_REGISTRY``), HR images from a folder or a BasicSR LMDB.
+
+* ``TaskDegradationDataset`` (training): one item is ONE TASK, i.e. ``patches_per_task`` HR patches degraded with
+  one sampled degradation. BasicSR's collation stacks items, so ``batch_size_per_gpu`` is the number of tasks per
+  batch and the model receives ``lq (T, P, 3, h, w)`` and ``gt (T, P, 3, H, W)``. The model uses the two halves of
+  the P patches alternately as query batch and support set (the official recipe: P = 2 x support size).
+* ``FixedDegradationDataset`` (validation / test): whole images degraded with one FIXED degradation (one
+  evaluation task, e.g. blur sigma 2.6 + noise 15 as the paper's Set5 setting, reproducible noise), plus a support
+  set cut from the LR image itself. One dataset per task, so BasicSR logs PSNR per degradation task.
+
+Both reuse the file listing, LMDB reading and cropping of ``plugins.classic.data.BicubicDegradationDataset``.
+"""
+import random
+
+import numpy as np
+import torch
+
+from basicsr.data.transforms import augment
+from basicsr.utils import img2tensor
+from basicsr.utils.registry import DATASET_REGISTRY
+
+from ..common.bicubic_dataset import BicubicDegradationDataset
+from .degradations import PaperDegradation, apply_paper_degradation, build_degradation
+from .support import self_support_patches
+
+
+@DATASET_REGISTRY.register()
+class TaskDegradationDataset(BicubicDegradationDataset):
+    """One degradation task per item: ``patches_per_task`` HR crops sharing one sampled degradation.
+
+    Options (besides ``BicubicDegradationDataset``'s ``dataroot_gt``, ``io_backend``, ``scale``, ``gt_size``,
+    ``use_hflip``, ``use_rot``):
+        patches_per_task (int): P, the patches of a task. The model splits them in two halves of P / 2, each
+            used as query batch and as support set (official: P = 40 for support size 20). Default: 40.
+        patches_from (str): 'image' (all P crops of one HR image, as the official ``SRMultiGroupRandomTaskDataSet``)
+            or 'dataset' (every crop from a random image of the set, more content per task). Default: 'image'.
+        degradation (dict): ``{type: paper | realesrgan, ...}``, see ``plugins/blindsr/degradations.py``.
+        cache_images (bool): Keep decoded HR images in memory (small sets such as the demo data, where decoding
+            the whole image for every task costs more than the crops). Default: false.
+
+    Returns per item:
+        ``lq`` (P, 3, gt_size / scale, gt_size / scale) and ``gt`` (P, 3, gt_size, gt_size), RGB in [0, 1];
+        ``lq_path``/``gt_path`` the HR path (or LMDB key) of the first crop; ``task`` a name of the degradation.
+    """
+
+    def __init__(self, opt):
+        opt = dict(opt, phase='train')  # always random crops
+        super().__init__(opt)
+        name = opt.get('name', 'TaskDegradationDataset')
+        self.patches = opt.get('patches_per_task', 40)
+        if not isinstance(self.patches, int) or self.patches < 2 or self.patches % 2:
+            raise ValueError(f'{name}: patches_per_task must be an even integer >= 2 (two halves: query/support), '
+                             f'got {self.patches!r}')
+        self.patches_from = opt.get('patches_from', 'image')
+        if self.patches_from not in ('image', 'dataset'):
+            raise ValueError(f"{name}: patches_from must be 'image' or 'dataset', got {self.patches_from!r}")
+        self.degradation = build_degradation(opt.get('degradation'), f'{name}: degradation')
+        self.cache = {} if opt.get('cache_images', False) else None
+
+    def _read_cached(self, index: int) -> np.ndarray:
+        if self.cache is None:
+            return self._read_gt(index)
+        if index not in self.cache:
+            self.cache[index] = self._read_gt(index)
+        return self.cache[index]
+
+    def _random_patch(self, img: np.ndarray, index: int) -> np.ndarray:
+        """A random ``gt_size`` crop, flipped/rotated. It is copied first: BasicSR's ``augment`` flips in place,
+        which would corrupt the image the next crops of the task (and the cache) come from."""
+        size = self.opt['gt_size']
+        h, w = img.shape[:2]
+        if h < size or w < size:
+            raise ValueError(f'{self.paths[index]} is {h}x{w}, smaller than gt_size {size}')
+        top, left = np.random.randint(0, h - size + 1), np.random.randint(0, w - size + 1)
+        patch = img[top:top + size, left:left + size].copy()
+        return augment(patch, self.opt.get('use_hflip', False), self.opt.get('use_rot', False))
+
+    def __getitem__(self, index):
+        crops, img = [], None
+        for i in range(self.patches):
+            if self.patches_from == 'dataset' and i:
+                index = random.randrange(len(self.paths))
+            if img is None or self.patches_from == 'dataset':
+                img = self._read_cached(index)
+            crops.append(self._random_patch(img, index))
+        gt = torch.stack(img2tensor(crops, bgr2rgb=True, float32=True))
+        params = self.degradation.sample()
+        with torch.no_grad():
+            lq = self.degradation.apply(gt, params, self.scale)
+        path = self.paths[index]
+        return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': path, 'task': self.degradation.describe(params)}
+
+
+@DATASET_REGISTRY.register()
+class FixedDegradationDataset(BicubicDegradationDataset):
+    """Whole HR images degraded with ONE fixed degradation (one evaluation task), with a self-cut support set.
+
+    Options (besides ``dataroot_gt``, ``io_backend``, ``scale``):
+        blur_sigma (float): Gaussian blur sigma on the HR image (0: none). Default: 0.
+        blur_sigma_y (float | None), blur_theta (float): anisotropic blur. Default: isotropic.
+        kernel_size (int): Blur kernel size. Default: 15 (the official training kernel; its Set5 files use 7).
+        noise (float): Gaussian noise level on [0, 255]. Default: 0.
+        jpeg (int | None): JPEG quality. Default: none.
+        seed (int): Seed of the noise; image ``i`` uses ``seed + i``, so every run sees the same LR. Default: 0.
+        support_size (int): Support patches cut from the LR image. Default: 20.
+        support_patch (int): Their side in LR pixels. Default: 48 (the training LR patch of the paper).
+        gt_crop (int | None): Keep only a centred HR crop of this size (a multiple of scale), for quick
+            validation. Default: the whole image.
+
+    Returns per item:
+        ``lq`` (3, h, w), ``gt`` (3, h * scale, w * scale), ``support`` (S, 3, p, p), RGB in [0, 1];
+        ``lq_path``/``gt_path``; ``task`` the degradation's name.
+    """
+
+    def __init__(self, opt):
+        opt = dict(opt, phase='val')  # whole images, mod-cropped
+        super().__init__(opt)
+        name = opt.get('name', 'FixedDegradationDataset')
+        sigma = float(opt.get('blur_sigma', 0))
+        sigma_y = opt.get('blur_sigma_y')
+        self.params = {'sigma_x': sigma, 'sigma_y': sigma if sigma_y is None else float(sigma_y),
+                       'theta': float(opt.get('blur_theta', 0.)), 'noise': float(opt.get('noise', 0)),
+                       'jpeg': opt.get('jpeg')}
+        if sigma < 0 or self.params['noise'] < 0:
+            raise ValueError(f'{name}: blur_sigma and noise must be >= 0, got {sigma} and {self.params["noise"]}')
+        self.kernel_size = int(opt.get('kernel_size', 15))
+        self.seed = int(opt.get('seed', 0))
+        self.support_size = int(opt.get('support_size', 20))
+        self.support_patch = int(opt.get('support_patch', 48))
+        self.gt_crop = opt.get('gt_crop')
+        if self.gt_crop is not None and (not isinstance(self.gt_crop, int) or self.gt_crop % self.scale):
+            raise ValueError(f'{name}: gt_crop must be a multiple of scale {self.scale}, got {self.gt_crop!r}')
+        self.task = PaperDegradation.describe(self.params)
+
+    def __getitem__(self, index):
+        img = self._crop(self._read_gt(index), index)
+        if self.gt_crop:
+            h, w = img.shape[:2]
+            c = min(self.gt_crop, h - h % self.scale, w - w % self.scale)
+            top, left = (h - c) // 2, (w - c) // 2
+            img = img[top:top + c, left:left + c]
+        gt = img2tensor(np.ascontiguousarray(img), bgr2rgb=True, float32=True)[None]
+        generator = torch.Generator().manual_seed(self.seed + index)
+        with torch.no_grad():
+            lq = apply_paper_degradation(gt, self.params, self.scale, self.kernel_size, generator)[0]
+        support = self_support_patches(lq, self.support_size, self.support_patch)
+        path = self.paths[index]
+        return {'lq': lq, 'gt': gt[0], 'support': support, 'lq_path': path, 'gt_path': path, 'task': self.task}

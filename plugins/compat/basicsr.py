@@ -1,0 +1,279 @@
+"""BasicSR 1.4.2: distributed launch and DDP on CPU and on multi-node GPU, resume on CPU and past bad files, atomic
+checkpoints, exact resume, the non-finite guard, data faults, ``_base_`` in options files, and one misleading warning.
+
+``apply(basicsr)`` runs when the ``basicsr`` package has been imported (a post-import hook installed by
+``plugins.compat.apply``). The logic of each patch lives in ``plugins/engine/``; this module only wires it into
+BasicSR's functions and classes. Each patch has a test in ``tests/compat/test_basicsr.py`` that fails without it.
+"""
+import atexit
+import collections
+import logging
+import os
+import shutil
+import sys
+import tempfile
+
+import cv2
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from ..engine import data_faults
+from ..engine.basicsr import checkpoints, nonfinite_guard, resume
+from ..engine.basicsr.options import has_bases, load_options, option_file_argument, options_to_yaml
+from ..engine.errors import DataFaultError
+
+MULTI_VALIDATION_WARNING = 'Multiple validation datasets are *only* supported by SRModel.'
+
+
+def apply(basicsr) -> None:
+    """Patch BasicSR (the imported ``basicsr`` package); a second call changes nothing."""
+    if getattr(basicsr.train.build_model, '_plugins_compat', False):
+        return  # already patched
+    run = resume.TrainingRun()  # what the train_pipeline patches hand on to each other (see its docstring)
+    _patch_options_inheritance(basicsr)
+    _patch_distributed(basicsr)
+    _patch_resume_and_checkpoints(basicsr, run)
+    _patch_nonfinite_guard(basicsr, run)
+    _patch_data_faults(basicsr)
+    _drop_multi_validation_warning()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# options files with _base_
+# ---------------------------------------------------------------------------------------------------------
+def _patch_options_inheritance(basicsr) -> None:
+    """``parse_options`` reads the ``-opt`` file with a plain YAML load, so a file with ``_base_`` would reach BasicSR
+    unresolved. For such a file it now reads the resolved options (``engine/basicsr/options.py``), written as a flat
+    YAML file of the same name in a temporary folder, which BasicSR then also copies into the experiment folder: the
+    copy there is the whole set of options a run used, runnable with plain BasicSR. Files without ``_base_`` are
+    read as before."""
+    options_module = basicsr.utils.options
+    original_parse = options_module.parse_options
+
+    def parse_options(root_path, is_train=True):
+        argv = list(sys.argv)
+        index, path = option_file_argument(argv)
+        if path is None or not os.path.isfile(path) or not has_bases(path):
+            return original_parse(root_path, is_train)
+        folder = tempfile.mkdtemp(prefix='resolved_options_')
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        flat = os.path.join(folder, os.path.basename(path))
+        with open(flat, 'w', encoding='utf-8') as f:
+            f.write(f'# {path} with its _base_ files resolved\n' + options_to_yaml(load_options(path)))
+        sys.argv = argv[:index] + ['-opt', flat] + argv[index + 1 + (argv[index] == '-opt'):]
+        try:
+            return original_parse(root_path, is_train)
+        finally:
+            sys.argv = argv
+
+    options_module.parse_options = parse_options
+    # train.py and test.py did `from basicsr.utils.options import parse_options`.
+    basicsr.train.parse_options = basicsr.test.parse_options = parse_options
+
+
+# ---------------------------------------------------------------------------------------------------------
+# distributed launch and DDP
+# ---------------------------------------------------------------------------------------------------------
+def init_dist_pytorch_any_device(backend: str = 'nccl', **kwargs) -> None:
+    """``torchrun`` initialisation that works with and without CUDA.
+
+    BasicSR 1.4.2 does ``torch.cuda.set_device(RANK % device_count())`` (ZeroDivisionError on CPU, and the
+    wrong GPU on nodes after the first, since it ignores LOCAL_RANK) and always uses nccl. Here: on GPU the
+    device comes from LOCAL_RANK and the backend stays as asked (nccl); on CPU the backend is gloo."""
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+    else:
+        backend = 'gloo'
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def model_to_device_any_device(self, net):
+    """``BaseModel.model_to_device`` without CUDA-only DDP arguments.
+
+    BasicSR wraps DDP with ``device_ids=[torch.cuda.current_device()]``, which fails on CPU. CPU modules
+    must be wrapped with ``device_ids=None``."""
+    net = net.to(self.device)
+    if self.opt['dist']:
+        find_unused_parameters = self.opt.get('find_unused_parameters', False)
+        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+        net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+    elif self.opt['num_gpu'] > 1:
+        net = DataParallel(net)
+    return net
+
+
+def _patch_distributed(basicsr) -> None:
+    # init_dist() looks _init_dist_pytorch up as a module global at call time.
+    basicsr.utils.dist_util._init_dist_pytorch = init_dist_pytorch_any_device
+    basicsr.models.base_model.BaseModel.model_to_device = model_to_device_any_device
+
+
+# ---------------------------------------------------------------------------------------------------------
+# resume, atomic checkpoints, exact resume
+# ---------------------------------------------------------------------------------------------------------
+def _patch_resume_and_checkpoints(basicsr, run: resume.TrainingRun) -> None:
+    """Hooks into BasicSR 1.4.2's training pipeline (logic in ``engine/basicsr/resume.py`` and ``checkpoints.py``):
+
+    * ``load_resume_state`` maps the state with ``torch.cuda.current_device()`` (fails without CUDA) and, with
+      ``--auto_resume``, looks in ``experiments/<name>`` relative to the working directory instead of the experiment
+      folder it writes to (fixed in forks, e.g. neosr#109). It also takes the newest ``.state`` blindly: a truncated
+      state or network file fails the resume with a traceback. Here ``--auto_resume`` takes the newest state whose
+      state and network files load and logs the ones it skips; an unreadable ``path:resume_state`` stops with
+      ``CheckpointError`` naming the file. The state is also kept for the data position of an exact resume.
+    * ``BaseModel.save_network`` / ``save_training_state`` write with ``torch.save`` straight to the final name: a
+      kill during a save leaves a truncated ``net_g_<iter>.pth`` or ``<iter>.state`` that ``--auto_resume`` then
+      picks. Ours write to a temporary file and rename it, and the state also holds the generator states and
+      batches per epoch.
+    * ``train_pipeline`` re-seeds on resume and restarts the saved epoch from its first batch: its sampler becomes
+      ``ResumableSampler``, told by ``create_train_val_dataloader`` where the saved run stopped.
+    * ``BaseModel.validation`` draws from the global generators (a DataLoader iterator draws its base seed), so a
+      validation at the save point, done by an uninterrupted run and not by a resumed one, shifted the training's
+      random stream: validation runs with the generator states set aside.
+    * BasicSR's ``MultiStepRestartLR`` keeps its milestones in a Counter, which torch >= 2.6's weights_only load of a
+      training state refuses ("Unsupported global: collections.Counter"); a Counter is a plain dict: allowed.
+    """
+    train, base_model = basicsr.train, basicsr.models.base_model.BaseModel
+
+    def load_resume_state(opt):
+        run.start()
+        resume_state_path = None
+        if opt['auto_resume']:
+            resume_state_path, _ = resume.find_resumable_state(
+                opt, lambda line: print(f'Warning: {line}; trying an older one.', flush=True))
+            if resume_state_path is not None:
+                opt['path']['resume_state'] = resume_state_path
+        elif opt['path'].get('resume_state'):
+            resume_state_path = opt['path']['resume_state']
+        if resume_state_path is None:
+            return None
+        if torch.cuda.is_available() and opt.get('num_gpu', 0) != 0:
+            device = torch.device('cuda', torch.cuda.current_device())
+        else:
+            device = torch.device('cpu')
+        resume_state = resume.load_training_state(resume_state_path, device)
+        train.check_resume(opt, resume_state['iter'])
+        run.resume_state = resume_state
+        return resume_state
+
+    # train_pipeline() looks these up as module globals of basicsr.train at call time.
+    train.load_resume_state = load_resume_state
+    train.EnlargedSampler = resume.ResumableSampler
+    original_dataloaders = train.create_train_val_dataloader
+
+    def create_train_val_dataloader(opt, logger):
+        result = original_dataloaders(opt, logger)
+        train_loader, train_sampler = result[0], result[1]
+        run.batches_per_epoch = len(train_loader)
+        resume_state = run.take_resume_state()
+        if resume_state is not None:
+            resume.plan_resume(resume_state, train_sampler, len(train_loader), train_loader.batch_size,
+                               opt['rank'], logger)
+        return result
+
+    train.create_train_val_dataloader = create_train_val_dataloader
+
+    base_model.save_network = checkpoints.save_network
+
+    def save_training_state(self, epoch, current_iter):
+        checkpoints.save_training_state(self, epoch, current_iter, run.state_extras())
+
+    base_model.save_training_state = save_training_state
+    original_validation = base_model.validation
+
+    def validation(self, *args, **kwargs):
+        with resume.isolated_rng():
+            return original_validation(self, *args, **kwargs)
+
+    base_model.validation = validation
+    torch.serialization.add_safe_globals([collections.Counter])
+
+
+# ---------------------------------------------------------------------------------------------------------
+# non-finite guard
+# ---------------------------------------------------------------------------------------------------------
+def _patch_nonfinite_guard(basicsr, run: resume.TrainingRun) -> None:
+    """``build_model``: a NaN loss steps the optimizer with NaN gradients and trains on with NaN weights; the model
+    gets the non-finite guard (``engine/basicsr/nonfinite_guard.py``)."""
+    train = basicsr.train
+    original_build_model = train.build_model
+
+    def build_model(opt):
+        model = original_build_model(opt)
+        nonfinite_guard.install_nonfinite_guard(model, basicsr.utils.get_root_logger(), run.epoch_of_iteration)
+        return model
+
+    build_model._plugins_compat = True  # the mark apply() looks for
+    train.build_model = build_model
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data faults
+# ---------------------------------------------------------------------------------------------------------
+def _patch_data_faults(basicsr) -> None:
+    """``FileClient.get`` returns None for a missing LMDB key and ``imfrombytes`` returns None for bytes OpenCV cannot
+    decode, which fail later as "'NoneType' object has no attribute 'astype'" with no file named: both raise
+    ``DataFaultError`` naming the file or key, and every dataset built by ``build_dataset`` applies its
+    ``on_data_fault`` policy (``engine/data_faults.py``)."""
+    original_build_dataset = basicsr.train.build_dataset
+
+    def build_dataset(dataset_opt):
+        return data_faults.apply_data_fault_policy(original_build_dataset(dataset_opt), dataset_opt,
+                                                   basicsr.utils.get_root_logger())
+
+    basicsr.train.build_dataset = basicsr.test.build_dataset = build_dataset
+    file_client = basicsr.utils.file_client.FileClient
+    img_util = basicsr.utils.img_util
+    original_get = file_client.get
+    original_imfrombytes = img_util.imfrombytes
+
+    def get(self, filepath, client_key='default'):
+        source = data_faults.describe_source(self.client, filepath, client_key)
+        try:
+            data = original_get(self, filepath, client_key)
+        except OSError as err:
+            raise DataFaultError(f'cannot read {source}: {err}') from err
+        if not data:
+            raise DataFaultError(f'cannot read {source}: ' + ('no such key' if data is None else 'the file is empty'))
+        return data_faults.SourcedBytes.tag(data, source)
+
+    flags = {'color': cv2.IMREAD_COLOR, 'grayscale': cv2.IMREAD_GRAYSCALE, 'unchanged': cv2.IMREAD_UNCHANGED}
+
+    def imfrombytes(content, flag='color', float32=False):
+        """BasicSR's ``imfrombytes`` (same arguments and result) that raises instead of returning None."""
+        img = cv2.imdecode(np.frombuffer(content, np.uint8), flags[flag])
+        if img is None:
+            raise DataFaultError(f'cannot decode image {getattr(content, "source", "<bytes>")} ({len(content)} '
+                                 'bytes): truncated, corrupt, or not an image')
+        return img.astype(np.float32) / 255. if float32 else img
+
+    file_client.get = get
+    # Datasets did `from basicsr.utils import imfrombytes`: rebind the name wherever it was imported.
+    for module in list(sys.modules.values()):
+        if getattr(module, 'imfrombytes', None) is original_imfrombytes:
+            module.imfrombytes = imfrombytes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a misleading warning
+# ---------------------------------------------------------------------------------------------------------
+class DropMessage(logging.Filter):
+    """A logging filter that drops the records whose message is exactly ``text``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != self.text
+
+
+def _drop_multi_validation_warning() -> None:
+    """BasicSR 1.4.2's ``train_pipeline`` warns "Multiple validation datasets are *only* supported by SRModel." at
+    every validation of a run with more than one validation set, whatever the model, and then validates on each set
+    anyway. Our models (all ``SRModel`` subclasses) score every set, and the text SR line validates on three splits:
+    the ``basicsr`` logger drops that one message."""
+    logger = logging.getLogger('basicsr')
+    if not any(isinstance(f, DropMessage) for f in logger.filters):
+        logger.addFilter(DropMessage(MULTI_VALIDATION_WARNING))

@@ -1,0 +1,106 @@
+"""What ``tools/train.py`` and ``tools/test.py`` run: dispatch on the kind of configuration, one ``error:`` line for
+the problems a user can fix, and a clean end of distributed runs.
+
+* ``-opt X.yml``: BasicSR's pipeline (``engine/basicsr/pipeline.py``).
+* ``X.py`` (an mmengine config): mmengine's ``Runner`` in the MMagic scope (``engine/mmengine/runner.py``).
+
+The tools import ``plugins`` first, which applies the compat patches and registers the BasicSR lines.
+"""
+import os
+import sys
+from typing import List
+
+from torch.distributed.elastic.multiprocessing.errors import record
+
+from . import data_faults, nonfinite
+from .basicsr import pipeline
+from .errors import OptionsError, TrainingStopped
+
+USAGE = '''usage: python tools/{tool}.py -opt OPTIONS.yml [BasicSR flags]     (BasicSR: options/{tool}/<line>/*.yml)
+       python tools/{tool}.py CONFIG.py [mmengine flags]           (mmengine/MMagic: options/mmagic/<line>/*.py)
+
+BasicSR flags: --launcher {{none,pytorch,slurm}} --auto_resume --debug --force_yml KEY:SUB=VALUE ... --print-options
+  (python tools/{tool}.py -opt X.yml --help lists them)
+mmengine flags: --work-dir DIR --cfg-options KEY=VALUE ... --launcher {{none,pytorch,slurm,mpi}}{extra}
+  (python tools/{tool}.py CONFIG.py --help lists them)
+Multi-process or multi-node: torchrun [--nnodes N --node_rank R --master_addr A --master_port P]
+  --nproc_per_node G tools/{tool}.py ... --launcher pytorch
+'''
+MM_EXTRA = {True: ' --resume --amp', False: ' --checkpoint CKPT'}
+
+
+def _die(message: str, status: int = 2) -> None:
+    print(f'{_rank()}error: {message}', file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def _close_process_group() -> None:
+    """End a distributed run cleanly: wait for every rank, then destroy the process group.
+
+    Neither toolbox does it; a process that exits with a live gloo group can abort at interpreter shutdown
+    ("terminate called without an active exception", SIGABRT), which torchrun reports as a failed run."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def _rank() -> str:
+    """'rank R: ' under a distributed launcher, else ''."""
+    rank = os.environ.get('RANK')
+    return f'rank {rank}: ' if rank is not None and os.environ.get('WORLD_SIZE', '1') != '1' else ''
+
+
+def _log_summary(argv: List[str]) -> None:
+    """End-of-run counts: iterations skipped by the non-finite guard, unreadable samples skipped; in the run's log
+    (BasicSR's root logger, or mmengine's current logger for a config)."""
+    lines = nonfinite.summary() + data_faults.summary()
+    if lines:
+        logger = (data_faults.basicsr_logger if pipeline.option_path(argv) is not None else data_faults.mmengine_logger)()
+        for line in lines:
+            logger.warning(line)
+
+
+def main(argv: List[str], is_train: bool) -> None:
+    """Dispatch on the kind of config: ``-opt *.yml`` to BasicSR, ``*.py`` to mmengine/MMagic.
+
+    A problem with the options prints one ``error:`` line and exits 2; a run stopped on purpose (``TrainingStopped``:
+    non-finite losses, a data fault, an unreadable checkpoint) prints one ``error:`` line and exits 1. Any other
+    exception under a distributed launcher is printed with its rank before the traceback and ends the process
+    without the closing barrier (the other ranks may be blocked in a collective): torchrun sees the failed rank and
+    stops the others, so the whole job ends non-zero instead of waiting out the collective timeout.
+    ``record`` writes the traceback where torchrun puts it in its failure summary."""
+    record(_main)(argv, is_train)
+
+
+def _main(argv: List[str], is_train: bool) -> None:
+    try:
+        _dispatch(argv, is_train)
+    except OptionsError as err:
+        _die(str(err))
+    except TrainingStopped as err:
+        _log_summary(argv)
+        _die(str(err), status=1)
+    except Exception as err:
+        if _rank():
+            print(f'{_rank()}error: {type(err).__name__}: {err}', file=sys.stderr, flush=True)
+        raise
+    _log_summary(argv)
+    _close_process_group()
+
+
+def _dispatch(argv: List[str], is_train: bool) -> None:
+    tool = 'train' if is_train else 'test'
+    if pipeline.option_path(argv) is not None:
+        pipeline.run(argv, is_train)
+        return
+    configs = [a for a in argv if a.endswith('.py') and not a.startswith('-')]
+    if configs:
+        from .mmengine import runner  # imports mmengine: only for mmengine configs
+        (runner.train_main if is_train else runner.test_main)(argv)
+        return
+    if '-h' in argv or '--help' in argv:
+        print(USAGE.format(tool=tool, extra=MM_EXTRA[is_train]), end='')
+        return
+    _die(f'give a BasicSR options file (python tools/{tool}.py -opt options/{tool}/<line>/<x>.yml) '
+         f'or an mmengine config (python tools/{tool}.py options/mmagic/<line>/<x>.py); --help for the flags')

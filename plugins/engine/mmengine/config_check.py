@@ -1,0 +1,122 @@
+"""Checks of an mmengine config before the Runner builds anything, as ``engine/basicsr/options_check.py`` does for
+BasicSR options: a ``type`` that no registry holds and an argument that the named class does not take (each with the
+closest name), data folders that do not exist, and the values of the reliability settings (``on_data_fault``, the
+non-finite guard's patience). Each problem is one ``OptionsError`` naming the config entry.
+
+Which registry a ``type`` is looked up in follows mmengine's Runner: ``model`` and everything inside it in MODELS,
+``dataset``/``datasets`` in DATASETS, ``pipeline`` in TRANSFORMS, ``sampler`` in DATA_SAMPLERS, ``metrics`` in
+METRICS, and so on. Classes that take ``**kwargs`` (most MMagic models) are not checked argument by argument.
+"""
+import difflib
+import os.path as osp
+from typing import Any, Dict, Optional
+
+import mmagic.registry
+
+from ..data_faults import OPTION as DATA_FAULT_OPTION, POLICIES
+from ..errors import OptionsError
+from ..nonfinite import valid_patience
+from ..signature_check import check_kwargs
+
+# Top-level config entries -> registry name (None: a plain dict whose children may name a registry).
+TOP_LEVEL = {
+    'model': 'MODELS', 'train_dataloader': None, 'val_dataloader': None, 'test_dataloader': None,
+    'val_evaluator': 'EVALUATORS', 'test_evaluator': 'EVALUATORS', 'optim_wrapper': 'OPTIM_WRAPPERS',
+    'param_scheduler': 'PARAM_SCHEDULERS', 'default_hooks': 'HOOKS', 'custom_hooks': 'HOOKS',
+    'train_cfg': 'LOOPS', 'val_cfg': 'LOOPS', 'test_cfg': 'LOOPS', 'model_wrapper_cfg': 'MODEL_WRAPPERS',
+}
+# A key inside any entry -> the registry of the dicts under it.
+CHILD_KEYS = {
+    'dataset': 'DATASETS', 'datasets': 'DATASETS', 'pipeline': 'TRANSFORMS', 'transforms': 'TRANSFORMS',
+    'sampler': 'DATA_SAMPLERS', 'batch_sampler': 'DATA_SAMPLERS', 'metrics': 'METRICS',
+    'optimizer': 'OPTIMIZERS', 'data_preprocessor': 'MODELS',
+}
+# Read by mmengine's builders and the Runner themselves, not passed to the class.
+NOT_CLASS_ARGUMENTS = {'type', '_scope_', 'constructor', 'paramwise_cfg', 'convert_to_iter_based', 'priority'}
+
+
+def _registries() -> Dict[str, Any]:
+    return {name: getattr(mmagic.registry, name) for name in set(TOP_LEVEL.values()) | set(CHILD_KEYS.values()) if name}
+
+
+def _known_names(registry) -> set:
+    names = set()
+    while registry is not None:
+        names |= set(registry.module_dict)
+        registry = registry.parent
+    return names
+
+
+def _check_node(node: Any, path: str, registry, registries: Dict, where: str) -> None:
+    if isinstance(node, (list, tuple)):
+        for index, item in enumerate(node):
+            _check_node(item, f'{path}[{index}]', registry, registries, where)
+        return
+    if not isinstance(node, dict):
+        return
+    if registry is not None and 'type' in node:
+        _check_class(node, path, registry, where)
+    if registry is not None and registry.name == 'dataset':
+        _check_data_folders(node, path, where)
+    for key, value in node.items():
+        child = CHILD_KEYS.get(str(key))
+        _check_node(value, f'{path}.{key}', registries[child] if child else registry, registries, where)
+
+
+def _check_class(node: Dict, path: str, registry, where: str) -> None:
+    cls = node['type']
+    if isinstance(cls, str):
+        name = cls.split('.')[-1]  # a scoped name, 'mmengine.OptimWrapper', is looked up without its scope
+        cls = registry.get(cls)
+        if cls is None:
+            close = difflib.get_close_matches(name, sorted(_known_names(registry)), n=3)
+            hint = f' Did you mean: {", ".join(close)}?' if close else ''
+            raise OptionsError(f'{where}: {path}.type {name!r} is not registered in the {registry.scope}::'
+                               f'{registry.name} registry.{hint}')
+    kwargs = {k: v for k, v in node.items() if k not in NOT_CLASS_ARGUMENTS}
+    check_kwargs(cls, kwargs, where, prefix=f'{path}.')
+
+
+def _check_data_folders(dataset: Dict, path: str, where: str) -> None:
+    root = dataset.get('data_root')
+    if not isinstance(root, str) or not root:
+        return
+    folders = [(f'{path}.data_root', root)] + [
+        (f'{path}.data_prefix.{key}', osp.join(root, sub))
+        for key, sub in (dataset.get('data_prefix') or {}).items() if isinstance(sub, str) and sub]
+    for entry, folder in folders:
+        if not osp.exists(osp.expanduser(folder)):
+            hint = ('For the demo data run: python tools/make_demo_data.py' if 'demo' in folder else
+                    'datasets/README.md gives the layout of each data set')
+            raise OptionsError(f'{where}: {entry}: {folder!r} does not exist (relative paths are read from '
+                               f'{osp.abspath(".")}). {hint}')
+
+
+def _check_reliability_values(cfg, where: str) -> None:
+    """``on_data_fault`` of every dataloader and the non-finite guard's patience."""
+    for phase in ('train', 'val', 'test'):
+        loaders = cfg.get(f'{phase}_dataloader')
+        for index, loader in enumerate(loaders if isinstance(loaders, (list, tuple)) else [loaders]):
+            value = loader.get(DATA_FAULT_OPTION, 'stop') if isinstance(loader, dict) else 'stop'
+            if value not in POLICIES:
+                entry = f'{phase}_dataloader' + (f'[{index}]' if isinstance(loaders, (list, tuple)) else '')
+                raise OptionsError(f'{where}: {entry}.{DATA_FAULT_OPTION} must be one of {", ".join(POLICIES)}, '
+                                   f'got {value!r}')
+    guard = (cfg.get('default_hooks') or {}).get('nonfinite_guard') or {}
+    patience = guard.get('patience', 0)
+    if not valid_patience(patience):
+        raise OptionsError(f'{where}: default_hooks.nonfinite_guard.patience must be an integer >= 0 (0 turns the '
+                           f'guard off), got {patience!r}')
+
+
+def check_mmengine_config(cfg, where: str, phases: Optional[tuple] = None) -> None:
+    """Raise ``OptionsError`` for the first problem of ``cfg`` (an mmengine ``Config``). ``phases`` limits the data
+    checks to some dataloaders (``('test',)`` for tools/test.py); every class is checked anyway."""
+    _check_reliability_values(cfg, where)
+    registries = _registries()
+    for key, registry_name in TOP_LEVEL.items():
+        if key not in cfg or cfg[key] is None:
+            continue
+        if key.endswith('_dataloader') and phases is not None and key.split('_')[0] not in phases:
+            continue
+        _check_node(cfg[key], key, registries[registry_name] if registry_name else None, registries, where)

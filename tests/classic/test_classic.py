@@ -1,0 +1,146 @@
+"""Classic SR line (seed 002): SRCNN/FSRCNN networks, the HR-only dataset, every options file, the ablation tool."""
+import glob
+import json
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import REPO, run_tool, write_options, quick_overrides
+
+QUICK = quick_overrides()
+X2_OPTIONS = ['srcnn_x2_mse.yml', 'srcnn_x2_l1.yml', 'fsrcnn_x2_mse.yml', 'fsrcnn_x2_l1.yml', 'fsrcnn_x2_in.yml',
+              'fsrcnn_x2_wide_mse.yml', 'fsrcnn_x2_wide_l1.yml', 'fsrcnn_x2_paper.yml']
+
+
+def n_params(net):
+    return sum(p.numel() for p in net.parameters())
+
+
+@pytest.mark.parametrize('kwargs, count', [
+    (dict(), 57281),  # 9-5-5, seed's table
+    (dict(kernel_sizes=(9, 1, 5)), 5248 + 2080 + 801),  # the ECCV base setting 9-1-5
+    (dict(num_in_ch=3), 3 * 64 * 81 + 64 + 51232 + 32 * 3 * 25 + 3),
+])
+def test_srcnn_parameter_counts(kwargs, count):
+    from plugins.classic.srcnn_arch import SRCNN
+    assert n_params(SRCNN(**kwargs)) == count
+
+
+@pytest.mark.parametrize('kwargs, count', [
+    (dict(form='seed'), 12809),  # the seed's table: d=56, s=12, m=4, ConvTranspose2d without stride
+    (dict(form='paper'), 12809),  # same layers, stride = scale
+    (dict(form='seed', d=64, s=32), 48321),  # widened
+    (dict(form='seed', d=64, s=32, mapping_kernel=1, norm='instance'), 15809),  # normalised
+])
+def test_fsrcnn_parameter_counts(kwargs, count):
+    from plugins.classic.fsrcnn_arch import FSRCNN
+    assert n_params(FSRCNN(**kwargs)) == count
+
+
+@pytest.mark.parametrize('form', ['seed', 'paper'])
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_fsrcnn_shapes_and_gradients(form, scale):
+    from plugins.classic.fsrcnn_arch import FSRCNN
+    net = FSRCNN(upscale=scale, form=form)
+    x = torch.rand(2, 1, 13, 11, requires_grad=True)
+    out = net(x)
+    assert out.shape == (2, 1, 13 * scale, 11 * scale)
+    out.mean().backward()
+    assert x.grad.abs().sum() > 0 and all(p.grad is not None for p in net.parameters())
+
+
+def test_fsrcnn_rejects_bad_options():
+    from plugins.classic.fsrcnn_arch import FSRCNN
+    with pytest.raises(ValueError, match="form must be 'paper' or 'seed'"):
+        FSRCNN(form='same')
+    with pytest.raises(ValueError, match="norm must be None or 'instance'"):
+        FSRCNN(norm='batch')
+
+
+def _dataset(**opt):
+    import plugins  # noqa: F401
+    from basicsr.data import build_dataset
+    return build_dataset(dict(dict(name='t', type='BicubicDegradationDataset', io_backend={'type': 'disk'}), **opt))
+
+
+@pytest.mark.parametrize('backend, folder', [('disk', 'val/HR'), ('lmdb', 'val/HR.lmdb')])
+def test_hr_only_dataset_makes_the_matlab_bicubic_lr(demo_data, backend, folder):
+    import cv2
+    ds = _dataset(dataroot_gt=osp.join(demo_data, folder), io_backend={'type': backend}, scale=3, phase='val')
+    item = ds[0]
+    assert len(ds) == 3 and item['gt'].shape[1:] == (300, 444) and item['lq'].shape[1:] == (100, 148)
+    made = (item['lq'].numpy().transpose(1, 2, 0)[..., ::-1] * 255).round()
+    stored = cv2.imread(osp.join(demo_data, 'val/LR_bicubic/X3/chelsea.png')).astype(np.float64)
+    np.testing.assert_array_equal(made, stored)  # identical to the pre-made benchmark-style LR
+
+
+def test_hr_only_dataset_training_crops_y_channel(demo_data):
+    ds = _dataset(dataroot_gt=osp.join(demo_data, 'train/HR_sub'), scale=4, phase='train', gt_size=48,
+                  use_hflip=True, use_rot=True, color='y')
+    item = ds[7]
+    assert item['gt'].shape == (1, 48, 48) and item['lq'].shape == (1, 12, 12)
+    assert 0 <= item['lq'].min() and item['lq'].max() <= 1
+
+
+def test_hr_only_dataset_errors(demo_data, tmp_path):
+    with pytest.raises(ValueError, match='gt_size must be an integer multiple of scale 3'):
+        _dataset(dataroot_gt=osp.join(demo_data, 'train/HR_sub'), scale=3, phase='train', gt_size=50)
+    with pytest.raises(ValueError, match='smaller than gt_size 192'):
+        _dataset(dataroot_gt=osp.join(demo_data, 'train/HR_sub'), scale=2, phase='train', gt_size=192)[0]
+    with pytest.raises(FileNotFoundError, match='no images in'):
+        _dataset(dataroot_gt=str(tmp_path), scale=2, phase='val')
+
+
+@pytest.mark.parametrize('name', X2_OPTIONS)
+def test_every_x2_options_file_trains_and_validates(workdir, name):
+    opt = write_options(f'options/train/classic/{name}', workdir / name, QUICK)
+    run_tool(['train.py', '-opt', opt], workdir)
+    assert glob.glob(str(workdir / 'experiments' / '*' / 'models' / 'net_g_latest.pth'))
+    log = open(glob.glob(str(workdir / 'experiments' / '*' / 'train_*.log'))[0]).read()
+    assert '# psnr:' in log and '# ssim:' in log
+
+
+def test_srcnn_x2_beats_bicubic_after_short_cpu_training(workdir):
+    """The demo options (600 iterations, ~1 minute on 2 cores), scored by tools/demo.py on the validation split."""
+    opt = write_options('options/train/classic/srcnn_x2.yml', workdir / 'srcnn.yml',
+                        {r'^  use_tb_logger: true': '  use_tb_logger: false'})
+    run_tool(['demo.py', '-opt', opt], workdir)
+    metrics = json.load(open(workdir / 'results' / 'demo' / '001_SRCNN_x2_Y_demo.json'))
+    assert metrics['param_key'] == 'params_ema'
+    for image in metrics['images']:
+        assert image['psnr_ours'] > image['psnr_bicubic'], image
+    assert metrics['mean']['psnr_ours'] > metrics['mean']['psnr_bicubic'] + 0.1
+    import cv2
+    picture = cv2.imread(str(workdir / 'results' / 'demo' / '001_SRCNN_x2_Y_demo.png'))
+    assert picture is not None and picture.shape[1] > 1000
+
+
+def test_parse_validation_log():
+    from plugins.engine.basicsr.budget_runs import parse_validation_log
+    log = ('x\nValidation demo_val\n\t # psnr: 20.5\tBest: 20.5 @ 100 iter\n\t # ssim: 0.5\tBest: ...\n\n'
+           'y\nValidation demo_val\n\t # psnr: 25.0\tBest: 25.0 @ 200 iter\n\t # ssim: 0.7\tBest: ...\n\n'
+           'End of training.\nValidation demo_val\n\t # psnr: 25.0\tBest: 25.0 @ 201 iter\n\t # ssim: 0.7\n\n')
+    assert parse_validation_log(log, 100) == {'iter': [100, 200], 'psnr': [20.5, 25.0], 'ssim': [0.5, 0.7]}
+
+
+def test_ablate_tool_writes_table_plot_and_json(workdir):
+    opts = [write_options(f'options/train/classic/{n}', workdir / n, {r'^    num_worker_per_gpu: \d+':
+                                                                      '    num_worker_per_gpu: 0'})
+            for n in ('srcnn_x2_l1.yml', 'fsrcnn_x2_in.yml')]
+    proc = run_tool(['ablate.py', '-opt', *opts, '--iters', '4', '--val-freq', '2', '--out', 'docs_out/abl',
+                     '--force_yml', 'datasets:train:batch_size_per_gpu=2'], workdir)
+    table = open(workdir / 'docs_out' / 'abl.md').read()
+    assert '| bicubic |' in table and '| 003_SRCNN_x2_L1 | SRCNN | L1Loss | 57,281 |' in table
+    assert '| 006_FSRCNN_IN_x2_MSE | FSRCNN | MSELoss | 15,809 |' in table
+    data = json.load(open(workdir / 'docs_out' / 'abl.json'))
+    assert [r['curves']['iter'] for r in data['runs']] == [[2, 4], [2, 4]]
+    assert (workdir / 'docs_out' / 'abl.png').stat().st_size > 10000
+    assert 'plot: docs_out/abl.png' in proc.stdout
+
+
+def test_ablate_tool_rejects_a_budget_that_is_not_a_multiple_of_val_freq(workdir):
+    proc = run_tool(['ablate.py', '-opt', f'{REPO}/options/train/classic/srcnn_x2_l1.yml', '--iters', '5',
+                     '--val-freq', '2'], workdir, check=False)
+    assert proc.returncode == 2 and 'must be a positive multiple of --val-freq' in proc.stderr

@@ -1,0 +1,257 @@
+"""Reliability of the mmengine/MMagic path: a run killed with SIGKILL and resumed with --resume ends with the same
+weights as an uninterrupted one (torch's random state included), and --resume skips a truncated latest checkpoint; the non-finite guard
+(``NonFiniteGuardHook``) skips NaN steps and stops with the last good weights; ``on_data_fault`` names an unreadable
+image and stops, or skips it and counts it."""
+import os
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tests.helpers import REPO, torchrun
+
+pytest.importorskip('mmagic')
+
+CONFIG = os.path.join(REPO, 'options/mmagic/classic/srcnn_x2_demo.py')
+# A test-only entry: with KILL_BEFORE_ITER=N it SIGKILLs its own process when iteration N+1 is about to start (the
+# hook call is wrapped here, in the test script, so nothing of this ships), then runs the tools/train.py entry point.
+ENTRY = '''
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+import plugins
+import torch
+from mmengine.runner import Runner
+
+call_hook = Runner.call_hook
+
+
+def killing_call_hook(self, fn_name, **kwargs):
+    if fn_name == 'before_train_iter' and self.iter == int(os.environ.get('KILL_BEFORE_ITER', -1)):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return call_hook(self, fn_name, **kwargs)
+
+
+Runner.call_hook = killing_call_hook
+from mmagic.models.losses import L1Loss
+from mmagic.registry import MODELS
+
+
+@MODELS.register_module()
+class NaNAtCallsL1Loss(L1Loss):
+    """L1 that is NaN on the calls (one per training iteration) listed in nan_calls (on rank nan_rank only, when
+    given)."""
+
+    def __init__(self, nan_calls=(), nan_rank=-1, **kwargs):
+        super().__init__(**kwargs)
+        self.nan_calls, self.calls = set(nan_calls), 0
+        self.active = nan_rank < 0 or int(os.environ.get('RANK', 0)) == nan_rank
+
+    def forward(self, *args, **kwargs):
+        self.calls += 1
+        loss = super().forward(*args, **kwargs)
+        return loss * float('nan') if self.active and self.calls in self.nan_calls else loss
+
+
+@MODELS.register_module()
+class NoisyL1Loss(L1Loss):
+    """L1 of a prediction with torch.randn noise added: training draws from torch's generator, as PD-GAN does."""
+
+    def forward(self, pred, *args, **kwargs):
+        return super().forward(pred + 0.05 * torch.randn_like(pred), *args, **kwargs)
+
+
+from plugins.engine.cli import main
+main(sys.argv[1:], is_train=True)
+'''
+QUICK = ['train_cfg.max_iters=8', 'train_cfg.val_interval=1000', 'default_hooks.checkpoint.interval=4',
+         'default_hooks.checkpoint.save_best=None', 'default_hooks.logger.interval=1',
+         'train_dataloader.num_workers=0', 'train_dataloader.batch_size=2']
+
+
+def _train(workdir, name, *extra, check=True, env=None, options=(), launcher=None):
+    (workdir / 'entry.py').write_text(ENTRY.format(repo=REPO))
+    cmd = [*(launcher or [sys.executable]), str(workdir / 'entry.py'), CONFIG, '--work-dir', f'work_dirs/{name}', *extra,
+           '--cfg-options', *QUICK, *options]
+    env = dict(os.environ, PYTHONUNBUFFERED='1', OMP_NUM_THREADS='1', **(env or {}))
+    proc = subprocess.run(cmd, cwd=str(workdir), capture_output=True, text=True, timeout=300, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}')
+    return proc
+
+
+def test_killed_mmengine_run_resumes_to_the_same_weights(workdir):
+    """8 iterations straight vs. SIGKILL before iteration 7 (checkpoint at 4), a truncated iter_6.pth named by
+    last_checkpoint (a kill during a non-atomic save), then --resume to 8: identical generator weights. The loss
+    draws noise from torch's generator, whose state only TorchRandomStateHook carries over the resume."""
+    noisy = ['model.pixel_loss.type=NoisyL1Loss']
+    _train(workdir, 'straight', options=noisy)
+    killed = _train(workdir, 'killed', check=False, env={'KILL_BEFORE_ITER': '6'}, options=noisy)
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    run = workdir / 'work_dirs' / 'killed'
+    data = (run / 'iter_4.pth').read_bytes()
+    (run / 'iter_6.pth').write_bytes(data[:len(data) // 3])
+    (run / 'last_checkpoint').write_text(str(run / 'iter_6.pth'))
+    resumed = _train(workdir, 'killed', '--resume', options=noisy)
+    assert 'cannot resume from' in resumed.stdout + resumed.stderr and 'iter_6.pth' in resumed.stdout + resumed.stderr
+    a, b = (torch.load(workdir / 'work_dirs' / n / 'iter_8.pth', map_location='cpu')['state_dict']
+            for n in ('straight', 'killed'))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'weights differ after the resume'
+
+
+def _weights(path):
+    return torch.load(path, map_location='cpu')['state_dict']
+
+
+def test_nan_losses_are_skipped_then_stop_the_run_with_the_last_good_weights(workdir):
+    """NaN at iterations 3, 5 and 6 with patience 2: iteration 3 is skipped with a warning; 5 and 6 stop the run
+    with one error line, and the saved iter_6.pth (which last_checkpoint names) holds the weights of iteration 4,
+    those of a 4-iteration run whose NaN at iteration 3 was skipped alike."""
+    def nan_at(calls):
+        return [f'model.pixel_loss.type=NaNAtCallsL1Loss', f'model.pixel_loss.nan_calls={calls}']
+
+    _train(workdir, 'reference', options=['train_cfg.max_iters=4', *nan_at('[3]')])
+    proc = _train(workdir, 'nan', check=False,
+                  options=[*nan_at('[3,5,6]'), 'default_hooks.nonfinite_guard.patience=2'])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-4000:]
+    assert 'Traceback' not in proc.stderr
+    assert ('Non-finite loss at iteration 3 (loss=nan): step of optim_wrapper skipped [1 in a row; the run stops '
+            'at default_hooks.nonfinite_guard.patience = 2]') in out
+    run = workdir / 'work_dirs' / 'nan'
+    error = [line for line in proc.stderr.splitlines() if line.startswith('error: ')]
+    assert len(error) == 1 and error[0].startswith(
+        'error: training stopped at iteration 6: 2 consecutive iterations had a non-finite loss or gradient '
+        '(loss=nan), and default_hooks.nonfinite_guard.patience is 2. The weights of iteration 4 are saved as '), error
+    assert os.path.samefile(error[0].split(' are saved as ')[1].split(', where')[0], run / 'iter_6.pth')
+    assert (run / 'last_checkpoint').read_text().endswith('iter_6.pth')
+    a, b = _weights(workdir / 'work_dirs' / 'reference' / 'iter_4.pth'), _weights(run / 'iter_6.pth')
+    assert all(torch.isfinite(v).all() for v in b.values())
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), 'the bad steps changed the weights'
+    assert torch.load(run / 'iter_6.pth', map_location='cpu')['meta']['iter'] == 6
+
+
+def test_nan_on_one_rank_skips_and_stops_every_rank_under_torchrun(workdir):
+    """NaN on rank 1 only, at iterations 2 and 3, patience 2: both ranks skip the same steps and stop together at
+    iteration 3 with the error (no rank left waiting in a collective), and rank 0 saves iter_3.pth."""
+    proc = _train(workdir, 'ddp_nan', '--launcher', 'pytorch', check=False, launcher=torchrun(2),
+                  options=['model.pixel_loss.type=NaNAtCallsL1Loss', 'model.pixel_loss.nan_calls=[2,3]',
+                           'model.pixel_loss.nan_rank=1', 'default_hooks.nonfinite_guard.patience=2'])
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-4000:]
+    for rank in (0, 1):
+        assert f'rank {rank}: error: training stopped at iteration 3: 2 consecutive iterations' in out, out[-4000:]
+    assert (workdir / 'work_dirs' / 'ddp_nan' / 'iter_3.pth').is_file()
+
+
+def test_guard_skips_only_the_optimizer_with_non_finite_gradients():
+    """A generator/discriminator pair (MMagic's OptimWrapperDict, stepped by the model itself as PD-GAN does):
+    NaN gradients in the discriminator skip its step only, and the iteration counts as bad."""
+    from mmengine.optim import OptimWrapper, OptimWrapperDict
+    from plugins.engine.mmengine.hooks import NonFiniteGuardHook
+
+    nets = {name: torch.nn.Linear(2, 1) for name in ('generator', 'disc')}
+    wrappers = OptimWrapperDict(**{n: OptimWrapper(torch.optim.SGD(m.parameters(), lr=1.)) for n, m in nets.items()})
+    warnings = []
+    runner = SimpleNamespace(optim_wrapper=wrappers, iter=0, logger=SimpleNamespace(warning=warnings.append))
+    hook = NonFiniteGuardHook(patience=3)
+    hook.before_train(runner)
+    before = {n: m.weight.detach().clone() for n, m in nets.items()}
+    hook.before_train_iter(runner, 0)
+    for name, net in nets.items():
+        loss = net(torch.ones(1, 2)).sum() * (float('nan') if name == 'disc' else 1.)
+        wrappers[name].zero_grad()
+        loss.backward()
+        wrappers[name].step()
+    hook.after_train_iter(runner, 0, outputs={'loss_g': torch.tensor(1.), 'loss_d': torch.tensor(float('nan'))})
+    assert torch.equal(nets['disc'].weight, before['disc']) and not torch.equal(nets['generator'].weight,
+                                                                                before['generator'])
+    assert len(warnings) == 1 and 'step of disc skipped [1 in a row' in warnings[0] and 'loss_d=nan' in warnings[0]
+    with pytest.raises(ValueError, match='patience must be an int >= 0'):
+        NonFiniteGuardHook(patience=-1)
+
+
+def test_every_mmengine_config_has_the_guard_and_the_random_state_hook():
+    """The shared runtime gives every mmengine config of the package the guard, turned on, and exact resume."""
+    from mmengine.config import Config
+    configs = [os.path.join(root, f) for root, _, files in os.walk(os.path.join(REPO, 'options/mmagic'))
+               if '_base_' not in root for f in files if f.endswith('.py')]
+    assert len(configs) >= 7
+    for path in configs:
+        hooks = Config.fromfile(path).default_hooks
+        guard = hooks.get('nonfinite_guard')
+        assert guard and guard['type'] == 'NonFiniteGuardHook' and guard['patience'] > 0, path
+        assert hooks.get('torch_random_state', {}).get('type') == 'TorchRandomStateHook', path
+
+
+@pytest.fixture
+def one_bad_pair(workdir, demo_data):
+    """Two training pairs of the demo data, the second one's HR image truncated to a third."""
+    root = workdir / 'two_pairs'
+    names = sorted(os.listdir(os.path.join(demo_data, 'train', 'HR_sub')))[:2]
+    for sub in ('HR_sub', 'LR_bicubic_sub/X2'):
+        os.makedirs(root / sub)
+        for name in names:
+            shutil.copy(os.path.join(demo_data, 'train', sub, name), root / sub / name)
+    bad = root / 'HR_sub' / names[1]
+    bad.write_bytes(bad.read_bytes()[:bad.stat().st_size // 3])
+    return root, bad
+
+
+def test_unreadable_image_stops_the_mmengine_run_with_its_path(workdir, one_bad_pair):
+    root, bad = one_bad_pair
+    proc = _train(workdir, 'fault_stop', check=False,
+                  options=['train_cfg.max_iters=2', f'train_dataloader.dataset.data_root={root}'])
+    assert proc.returncode == 1, (proc.stdout + proc.stderr)[-4000:]
+    assert 'Traceback' not in proc.stderr
+    assert (f'error: BasicImageDataset at {root} sample 1 ({root / "LR_bicubic_sub/X2" / bad.name}, {bad}): cannot '
+            f'decode image {bad}: truncated, corrupt, or not an image. Fix or remove the file, or set '
+            "on_data_fault='skip' in its dataloader config to train without it.") in proc.stderr
+
+
+def test_skip_policy_trains_past_the_unreadable_image_and_counts_it(workdir, one_bad_pair):
+    root, bad = one_bad_pair
+    proc = _train(workdir, 'fault_skip', options=['train_cfg.max_iters=2', f'train_dataloader.dataset.data_root={root}',
+                                                  'train_dataloader.on_data_fault=skip'])
+    out = proc.stdout + proc.stderr
+    assert f'Skipping BasicImageDataset at {root} sample 1' in out and f'cannot decode image {bad}' in out
+    assert (workdir / 'work_dirs' / 'fault_skip' / 'iter_2.pth').is_file()
+    assert f'BasicImageDataset at {root}: 2 unreadable sample(s) skipped (on_data_fault: skip)' in out
+
+
+def test_mmagic_image_loading_names_the_bad_lmdb_value_and_the_missing_file(tmp_path, demo_data):
+    """MMagic's LoadImageFromFile (patched by plugins.compat): a corrupt LMDB value, a missing LMDB key and a
+    missing file each raise DataFaultError with the key or path, where MMagic 1.2.0 names none."""
+    import lmdb
+    import plugins  # noqa: F401
+    from mmagic.datasets.transforms import LoadImageFromFile
+    from plugins.engine.errors import DataFaultError
+
+    good = open(os.path.join(demo_data, 'val', 'HR', sorted(os.listdir(os.path.join(demo_data, 'val', 'HR')))[0]),
+                'rb').read()
+    db = str(tmp_path / 'hr.lmdb')
+    with lmdb.open(db, map_size=1 << 24) as env, env.begin(write=True) as txn:
+        txn.put(b'good', good)
+        txn.put(b'cut', good[:len(good) // 4])
+    load = LoadImageFromFile(key='gt', channel_order='rgb', backend_args=dict(backend='lmdb', db_path=db))
+    assert load({'gt_path': 'good.png'})['gt'].shape[2] == 3
+    with pytest.raises(DataFaultError, match=rf"cannot decode image LMDB {db} key 'cut': truncated, corrupt"):
+        load({'gt_path': 'cut.png'})
+    with pytest.raises(DataFaultError, match=rf"cannot read image LMDB {db} key 'absent': no such key"):
+        load({'gt_path': 'absent.png'})
+    with pytest.raises(DataFaultError, match=r'cannot read image .*nowhere\.png: .*No such file'):
+        LoadImageFromFile(key='gt')({'gt_path': str(tmp_path / 'nowhere.png')})
+
+
+@pytest.mark.parametrize('override, message', [
+    ('train_dataloader.on_data_fault=skp', "train_dataloader.on_data_fault must be one of stop, skip, got 'skp'"),
+    ('default_hooks.nonfinite_guard.patience=-1',
+     'default_hooks.nonfinite_guard.patience must be an integer >= 0 (0 turns the guard off), got -1'),
+])
+def test_bad_reliability_values_are_refused_before_the_runner_starts(override, message, capsys):
+    from plugins.engine.mmengine import runner as mm_runner
+    with pytest.raises(SystemExit) as exc:
+        mm_runner.train_main([CONFIG, '--cfg-options', override])
+    assert exc.value.code == 2 and f'error: {CONFIG}: {message}' in capsys.readouterr().err

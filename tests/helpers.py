@@ -1,0 +1,211 @@
+"""How tests run the product: an options file or config in this process with overrides given as keys
+(``run_options``, ``run_config``), or a tool as its own process where the test is about the process (``run_tool``,
+``torchrun``: kills, launchers, exit codes).
+
+Overrides name options the way ``--force_yml`` does (``'train:total_iter': 6``), are applied to the resolved options
+(``_base_`` merged) and must name existing keys unless ``add=True``; nothing edits YAML text.
+"""
+import glob
+import logging
+import os
+import os.path as osp
+import shutil
+import socket
+import subprocess
+import sys
+from contextlib import contextmanager
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+import plugins  # noqa: E402,F401  (compat patches and the BasicSR lines' registrations, as the tools do)
+from plugins.engine.basicsr.options import load_options, options_to_yaml  # noqa: E402
+
+ONE_THREAD = {'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'}
+
+
+def repo_path(rel: str) -> str:
+    """Absolute path of a file of the repository (``options/train/classic/srcnn_x2.yml``)."""
+    return rel if osp.isabs(rel) else osp.join(REPO, rel)
+
+
+def options(rel: str, overrides: Optional[Dict] = None, add: bool = False, delete: Sequence[str] = ()) -> Dict:
+    """The resolved options of an options file of the repository (or any path), with ``overrides`` applied:
+    ``{'a:b:c': value}`` sets ``opt['a']['b']['c']``; every key must exist unless ``add`` (then missing mappings
+    are created). ``delete`` removes keys ('a:b')."""
+    opt = deepcopy(load_options(repo_path(rel)))
+    for key, value in (overrides or {}).items():
+        *parents, last = key.split(':')
+        node = opt
+        for part in parents:
+            if part not in node and add:
+                node[part] = {}
+            if not isinstance(node.get(part), dict):
+                raise KeyError(f'{rel}: no section {part!r} for override {key!r}')
+            node = node[part]
+        if last not in node and not add:
+            raise KeyError(f'{rel}: no option {key!r} to override (add=True creates it)')
+        node[last] = value
+    for key in delete:
+        *parents, last = key.split(':')
+        node = opt
+        for part in parents:
+            node = node[part]
+        del node[last]
+    return opt
+
+
+def _has(opt: Dict, key: str) -> bool:
+    node = opt
+    for part in key.split(':'):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def quick(rel: str, total_iter: int = 2, every: int = 2, batch: int = 2, period: Optional[int] = None) -> Dict:
+    """Overrides that shorten a training options file to a few-iteration CPU run: ``total_iter`` iterations of batch
+    ``batch``, validation and checkpoints every ``every`` iterations, the cosine period ``period`` (default:
+    ``total_iter``), no data workers, no TensorBoard. Only keys the file has are set."""
+    opt = load_options(repo_path(rel))
+    wanted = {'train:total_iter': total_iter, 'val:val_freq': every, 'logger:save_checkpoint_freq': every,
+              'logger:print_freq': 1, 'logger:use_tb_logger': False,
+              'train:scheduler:periods': [period or total_iter], 'train:scheduler:restart_weights': [1]}
+    for phase in opt.get('datasets') or {}:
+        wanted[f'datasets:{phase}:num_worker_per_gpu'] = 0
+        if str(phase).startswith('train'):
+            wanted[f'datasets:{phase}:batch_size_per_gpu'] = batch
+    if ((opt.get('train') or {}).get('scheduler') or {}).get('type') != 'CosineAnnealingRestartLR':
+        del wanted['train:scheduler:periods'], wanted['train:scheduler:restart_weights']
+    return {k: v for k, v in wanted.items() if _has(opt, k)}
+
+
+def write_options(rel: str, dst, overrides: Optional[Dict] = None, add: bool = False,
+                  delete: Sequence[str] = ()) -> str:
+    """Write the resolved options of ``rel`` with ``overrides`` (see ``options``) as a flat YAML file ``dst``."""
+    with open(dst, 'w', encoding='utf-8') as f:
+        f.write(options_to_yaml(options(rel, overrides, add, delete)))
+    return str(dst)
+
+
+@contextmanager
+def _in_folder(cwd):
+    previous, argv = os.getcwd(), list(sys.argv)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+        sys.argv = argv
+
+
+def _fresh_basicsr_logger() -> None:
+    """BasicSR's ``get_root_logger`` configures its logger once per process (and opens the log file then): forget
+    it, so the next run logs to its own file as in a new process."""
+    from basicsr.utils import logger as basicsr_logger
+    logger = logging.getLogger('basicsr')
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+    basicsr_logger.initialized_logger.pop('basicsr', None)
+
+
+@dataclass
+class Run:
+    """The result of a run in this process: its exit status (0 = finished), what it printed on stderr as ``error:``
+    lines, and for BasicSR its options and experiment (or results) folder."""
+    status: int
+    errors: str
+    opt: Optional[Dict] = None
+    folder: Optional[Path] = None
+
+    def log(self, pattern: str = '*.log') -> str:
+        """The newest log of the run's folder."""
+        logs = sorted(glob.glob(str(self.folder / pattern)), key=osp.getmtime)
+        assert logs, f'no log {pattern} in {self.folder}'
+        return open(logs[-1]).read()
+
+    @property
+    def models(self) -> Path:
+        return self.folder / 'models'
+
+
+def _call_cli(argv: List[str], is_train: bool, capsys=None):
+    from plugins.engine.cli import main
+    status = 0
+    try:
+        main(argv, is_train=is_train)
+    except SystemExit as err:
+        status = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    errors = capsys.readouterr().err if capsys is not None else ''
+    return status, errors
+
+
+def run_options(rel: str, cwd, overrides: Optional[Dict] = None, train: bool = True, args: Sequence[str] = (),
+                add: bool = False, delete: Sequence[str] = (), name: Optional[str] = None, capsys=None,
+                check: bool = True) -> Run:
+    """Run a BasicSR options file through ``tools/train.py`` (or ``tools/test.py`` with ``train=False``) in this
+    process, in the working directory ``cwd``: the resolved options with ``overrides`` are written to
+    ``cwd/<name or file stem>.yml`` first. ``args`` are more command-line flags (``--auto_resume``, ``--force_yml``).
+    With ``check`` a non-zero exit fails the test (pass ``capsys`` to see the ``error:`` lines in the message)."""
+    opt = options(rel, overrides, add, delete)
+    path = osp.join(str(cwd), f'{name or osp.splitext(osp.basename(rel))[0]}.yml')
+    with open(path, 'w', encoding='utf-8') as f:
+        f.write(options_to_yaml(opt))
+    _fresh_basicsr_logger()
+    with _in_folder(cwd):
+        status, errors = _call_cli(['-opt', path, *args], train, capsys)
+    _fresh_basicsr_logger()
+    if check and status != 0:
+        raise AssertionError(f'{rel} exited {status}: {errors[-3000:]}')
+    debug = '--debug' in args and not opt['name'].startswith('debug')
+    folder_name = f"debug_{opt['name']}" if debug else opt['name']
+    folder = Path(cwd) / ('experiments' if train else 'results') / folder_name
+    return Run(status, errors, opt, folder)
+
+
+_CONFIG_RUNS = [0]
+
+
+def run_config(config: str, cwd, args: Sequence[str] = (), cfg_options: Sequence[str] = (), train: bool = True,
+               capsys=None, check: bool = True) -> Run:
+    """Run an mmengine config through ``tools/train.py`` (or ``tools/test.py``) in this process, in ``cwd``.
+
+    Each run gets its own ``experiment_name``: mmengine names its logger and message hub after the config and the
+    second the run starts, so two runs of one config within a second would share them in one process."""
+    _CONFIG_RUNS[0] += 1
+    stem = osp.splitext(osp.basename(config))[0]
+    cfg_options = [*cfg_options, f'experiment_name={stem}_inprocess{_CONFIG_RUNS[0]}']
+    with _in_folder(cwd):
+        status, errors = _call_cli([repo_path(config), *args, '--cfg-options', *cfg_options], train, capsys)
+    if check and status != 0:
+        raise AssertionError(f'{config} exited {status}: {errors[-3000:]}')
+    return Run(status, errors)
+
+
+def run_tool(args: Sequence[str], cwd, timeout: int = 900, env: Optional[Dict] = None, check: bool = True,
+             launcher: Optional[List[str]] = None) -> subprocess.CompletedProcess:
+    """Run ``python tools/<args[0]> args[1:]`` (or ``<launcher> tools/<args[0]> ...``) as its own process in ``cwd``;
+    for tests about the process itself (kills, torchrun, exit codes, the printed output)."""
+    cmd = (launcher or [sys.executable]) + [osp.join(REPO, 'tools', args[0])] + [str(a) for a in args[1:]]
+    full_env = dict(os.environ, PYTHONUNBUFFERED='1', **ONE_THREAD, **(env or {}))
+    proc = subprocess.run(cmd, cwd=str(cwd), capture_output=True, text=True, timeout=timeout, env=full_env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{" ".join(cmd)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}'
+                             f'\n--- stderr\n{proc.stderr[-6000:]}')
+    return proc
+
+
+def torchrun(nproc: int = 2) -> List[str]:
+    """The torchrun command line for ``nproc`` CPU processes on a free local port."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    exe = shutil.which('torchrun', path=osp.dirname(sys.executable)) or 'torchrun'
+    return [exe, f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1', f'--master_port={port}']
