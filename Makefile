@@ -23,11 +23,11 @@ $(STAMP): setup.py
 
 demo-data: $(DEMO_DATA)
 
-$(DEMO_DATA): $(STAMP) tools/make_demo_data.py
-	$(PY) tools/make_demo_data.py --out datasets/demo
+$(DEMO_DATA): $(STAMP) tools/data/make_demo_data.py
+	$(PY) tools/data/make_demo_data.py --output datasets/demo
 
 demo: $(DEMO_DATA)
-	$(PY) tools/demo.py
+	$(PY) tools/classic/demo.py
 
 # One pytest worker per core; a test file stays on one worker (its module-scoped trained checkpoints are shared).
 TEST_WORKERS ?= 2

@@ -17,7 +17,7 @@ INSTALL_REQUIRES = [
     'torchvision>=0.16,<=0.29.1',
     'basicsr==1.4.2',
     # py-lmdb >= 2 refuses a second open of one environment in a process (jnwatson/py-lmdb#412),
-    # which breaks train + val on one LMDB with num_workers 0 in BasicSR and MMagic. See plugins/compat.py.
+    # which breaks train + val on one LMDB with num_workers 0 in BasicSR and MMagic. See plugins/compat/lmdb.py.
     'lmdb>=1.4,<2',
     'opencv-python-headless>=4.8,<6',
     'numpy>=1.24,<3',
@@ -61,6 +61,7 @@ EXTRAS_REQUIRE = {
         'pytest>=8,<10',
         'pytest-timeout>=2.2,<3',
         'pytest-xdist>=3.5,<4',  # `make test` runs the suite in one worker per core
+        'filelock>=3.12,<5',  # trained checkpoints shared by the xdist workers (tests/conftest.py: build_once)
     ],
 }
 

@@ -34,29 +34,41 @@ def repo_path(rel: str) -> str:
     return rel if osp.isabs(rel) else osp.join(REPO, rel)
 
 
-def options(rel: str, overrides: Optional[Dict] = None, add: bool = False, delete: Sequence[str] = ()) -> Dict:
-    """The resolved options of an options file of the repository (or any path), with ``overrides`` applied:
-    ``{'a:b:c': value}`` sets ``opt['a']['b']['c']``; every key must exist unless ``add`` (then missing mappings
-    are created). ``delete`` removes keys ('a:b')."""
+def _parent(opt: Dict, key: str, rel: str, add: bool = False):
+    """(the mapping that holds ``key`` 'a:b:c', its last part)."""
+    *parents, last = key.split(':')
+    node = opt
+    for part in parents:
+        if part not in node and add:
+            node[part] = {}
+        if not isinstance(node.get(part), dict):
+            raise KeyError(f'{rel}: no section {part!r} for {key!r}')
+        node = node[part]
+    return node, last
+
+
+def options(rel: str, overrides: Optional[Dict] = None, add: bool = False, delete: Sequence[str] = (),
+            rename: Optional[Dict[str, str]] = None) -> Dict:
+    """The resolved options of an options file of the repository (or any path), changed by keys, in this order:
+    ``rename`` (``{'a:b': 'b2'}`` renames ``opt['a']['b']`` to ``b2``, keeping its value and place), ``delete``
+    (``['a:b']``), ``overrides`` (``{'a:b:c': value}`` sets ``opt['a']['b']['c']``; every key must exist unless
+    ``add``, which creates missing keys and mappings)."""
     opt = deepcopy(load_options(repo_path(rel)))
+    for key, new_name in (rename or {}).items():
+        node, last = _parent(opt, key, rel)
+        if last not in node:
+            raise KeyError(f'{rel}: no option {key!r} to rename')
+        items = [(new_name if k == last else k, v) for k, v in node.items()]
+        node.clear()
+        node.update(items)
+    for key in delete:
+        node, last = _parent(opt, key, rel)
+        del node[last]
     for key, value in (overrides or {}).items():
-        *parents, last = key.split(':')
-        node = opt
-        for part in parents:
-            if part not in node and add:
-                node[part] = {}
-            if not isinstance(node.get(part), dict):
-                raise KeyError(f'{rel}: no section {part!r} for override {key!r}')
-            node = node[part]
+        node, last = _parent(opt, key, rel, add)
         if last not in node and not add:
             raise KeyError(f'{rel}: no option {key!r} to override (add=True creates it)')
         node[last] = value
-    for key in delete:
-        *parents, last = key.split(':')
-        node = opt
-        for part in parents:
-            node = node[part]
-        del node[last]
     return opt
 
 
@@ -86,11 +98,11 @@ def quick(rel: str, total_iter: int = 2, every: int = 2, batch: int = 2, period:
     return {k: v for k, v in wanted.items() if _has(opt, k)}
 
 
-def write_options(rel: str, dst, overrides: Optional[Dict] = None, add: bool = False,
-                  delete: Sequence[str] = ()) -> str:
-    """Write the resolved options of ``rel`` with ``overrides`` (see ``options``) as a flat YAML file ``dst``."""
+def write_options(rel: str, dst, overrides: Optional[Dict] = None, add: bool = False, delete: Sequence[str] = (),
+                  rename: Optional[Dict[str, str]] = None) -> str:
+    """Write the resolved options of ``rel``, changed as ``options`` says, as a flat YAML file ``dst``."""
     with open(dst, 'w', encoding='utf-8') as f:
-        f.write(options_to_yaml(options(rel, overrides, add, delete)))
+        f.write(options_to_yaml(options(rel, overrides, add, delete, rename)))
     return str(dst)
 
 
@@ -148,13 +160,13 @@ def _call_cli(argv: List[str], is_train: bool, capsys=None):
 
 
 def run_options(rel: str, cwd, overrides: Optional[Dict] = None, train: bool = True, args: Sequence[str] = (),
-                add: bool = False, delete: Sequence[str] = (), name: Optional[str] = None, capsys=None,
-                check: bool = True) -> Run:
+                add: bool = False, delete: Sequence[str] = (), rename: Optional[Dict[str, str]] = None,
+                name: Optional[str] = None, capsys=None, check: bool = True) -> Run:
     """Run a BasicSR options file through ``tools/train.py`` (or ``tools/test.py`` with ``train=False``) in this
     process, in the working directory ``cwd``: the resolved options with ``overrides`` are written to
     ``cwd/<name or file stem>.yml`` first. ``args`` are more command-line flags (``--auto_resume``, ``--force_yml``).
     With ``check`` a non-zero exit fails the test (pass ``capsys`` to see the ``error:`` lines in the message)."""
-    opt = options(rel, overrides, add, delete)
+    opt = options(rel, overrides, add, delete, rename)
     path = osp.join(str(cwd), f'{name or osp.splitext(osp.basename(rel))[0]}.yml')
     with open(path, 'w', encoding='utf-8') as f:
         f.write(options_to_yaml(opt))

@@ -1,71 +1,92 @@
-"""Importing `plugins` registers every component into the toolboxes' registries, under names of its own."""
-import importlib.util
+"""What the package registers into the toolboxes' registries: from modules named by role, under names of its own,
+documented, and the MMagic side only when something imports it."""
+import glob
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
 
 import pytest
 
-# Everything the package registers, per BasicSR registry. A new component must be added here (and documented).
-EXPECTED_BASICSR = {
-    'arch': {
-        'SRCNN', 'FSRCNN', 'SRResNetIN',  # classic
-        'CMDSR', 'CMDSRBaseNet', 'CMDSRConditionNet', 'CMDSRRRDBNet',  # blindsr
-        'Backbone7x7', 'Gen_Y_Backbone7x7', 'Gen_Y_Backbone7x7_Share',  # lowlight
-        'TSRN', 'TextBicubic', 'CRNN', 'TextBridge',  # textsr
-    },
-    'dataset': {'BicubicDegradationDataset', 'TaskDegradationDataset', 'FixedDegradationDataset',
-                'LowLightPairedDataset', 'TextZoomLMDBDataset'},
-    'loss': {'LocalVGGPerceptualLoss', 'TaskContrastiveLoss', 'L1SSIMLoss', 'TSRNImageLoss', 'TextCTCLoss'},
-    'model': {'CMDSRModel', 'LowLightModel', 'TextSRModel'},
-    'metric': {'calculate_word_accuracy', 'calculate_word_accuracy_rapidocr'},
-}
-# The MMagic side: the classic SRCNN for mmengine configs, and the inpainting line.
-EXPECTED_MMAGIC = {
-    'model': {'SRCNN', 'InpaintEncoderDecoder', 'SPDNormGenerator', 'MultiScalePatchDiscriminator', 'EncDecInpaintor',
-              'PDGANInpaintor', 'MSSSIML1Loss', 'HoleTVLoss', 'InpaintDiversityLoss', 'VGG16PerceptualLoss'},
-    'transform': {'RandomInpaintMask', 'LoadMaskFromFolder'},
-    'metric': {'InpaintTV', 'InpaintFID'},
+from tests.helpers import ONE_THREAD, REPO
+
+# A registered component lives in a module named for its role (BasicSR's convention: *_arch.py, *_model.py, ...).
+ROLE_SUFFIXES = {
+    'arch': ('_arch', ), 'model': ('_model', ), 'dataset': ('_dataset', ), 'loss': ('_loss', ),
+    'metric': ('_metric', ),
+    # MMagic keeps networks, models and losses in one MODELS registry.
+    'mmagic::model': ('_arch', '_model', '_loss'), 'mmagic::transform': ('_transform', ),
+    'mmagic::metric': ('_metric', ), 'mmengine::hook': ('hooks', ),
 }
 
 
-def test_basicsr_registrations():
-    import plugins  # noqa: F401
+def _ours(entries):
+    return {name: obj for name, obj in entries if getattr(obj, '__module__', '').startswith('plugins.')}
+
+
+def _basicsr_registrations():
     from basicsr.utils import registry
-    registries = [registry.ARCH_REGISTRY, registry.DATASET_REGISTRY, registry.LOSS_REGISTRY,
-                  registry.MODEL_REGISTRY, registry.METRIC_REGISTRY]
-    ours = {r._name: {name for name, obj in r._obj_map.items() if obj.__module__.startswith('plugins.')}
-            for r in registries}
-    assert ours == EXPECTED_BASICSR
+    registries = (registry.ARCH_REGISTRY, registry.DATASET_REGISTRY, registry.LOSS_REGISTRY, registry.MODEL_REGISTRY,
+                  registry.METRIC_REGISTRY)
+    return {r._name: _ours(r._obj_map.items()) for r in registries}
 
 
-@pytest.mark.skipif(importlib.util.find_spec('mmagic') is None, reason='mmagic extra not installed')
-def test_mmagic_registrations():
-    import plugins  # noqa: F401
+def _mmagic_registrations():
+    import plugins.classic.srcnn_mmagic  # noqa: F401
+    import plugins.engine.mmengine.hooks  # noqa: F401
+    import plugins.inpaint  # noqa: F401
     from mmagic.registry import METRICS, MODELS, TRANSFORMS
-    ours = {r.name: {name for name, obj in r.module_dict.items() if obj.__module__.startswith('plugins.')}
-            for r in (MODELS, TRANSFORMS, METRICS)}
-    assert ours == EXPECTED_MMAGIC
-    assert MODELS.get('SRCNN').__module__ == 'plugins.classic.archs'
-
-
-@pytest.mark.skipif(importlib.util.find_spec('mmengine') is None, reason='mmengine not installed')
-def test_mmengine_hook_registrations():
-    """Hooks go into mmengine's root registry, so the MMagic scope (and any other) finds them by name."""
-    import plugins  # noqa: F401
-    from mmagic.registry import HOOKS as MMAGIC_HOOKS
     from mmengine.registry import HOOKS
-    ours = {n for n, obj in HOOKS.module_dict.items() if obj.__module__.startswith('plugins.')}
-    assert ours == {'NonFiniteGuardHook', 'TorchRandomStateHook'}
-    with MMAGIC_HOOKS.switch_scope_and_registry('mmagic') as registry:
-        assert type(registry.build(dict(type='NonFiniteGuardHook', patience=3))).__name__ == 'NonFiniteGuardHook'
+    found = {f'mmagic::{r.name}': _ours(r.module_dict.items()) for r in (MODELS, TRANSFORMS, METRICS)}
+    found['mmengine::hook'] = _ours(HOOKS.module_dict.items())
+    return found
 
 
-def test_srcnn_parameter_count_and_shape():
-    """Seed 002's torchsummary table: 5,248 + 51,232 + 801 = 57,281 parameters for one (Y) channel."""
-    import torch
-    from plugins.classic.srcnn_arch import SRCNN
-    net = SRCNN(num_in_ch=1, upscale=2)
-    assert [p.numel() for p in net.parameters()] == [5184, 64, 51200, 32, 800, 1]
-    assert sum(p.numel() for p in net.parameters()) == 57281
-    assert net(torch.rand(2, 1, 21, 17)).shape == (2, 1, 42, 34)
-    assert SRCNN(num_in_ch=3, upscale=1)(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
-    with pytest.raises(ValueError, match='odd'):
-        SRCNN(kernel_sizes=(9, 4, 5))
+@pytest.fixture(scope='module')
+def registrations():
+    found = _basicsr_registrations()
+    found.update(_mmagic_registrations())
+    return found
+
+
+def test_every_component_comes_from_a_module_named_for_its_role(registrations):
+    assert all(registrations.values()), registrations
+    wrong = [f'{kind} {name} in {obj.__module__}' for kind, entries in registrations.items()
+             for name, obj in entries.items() if not obj.__module__.split('.')[-1].endswith(ROLE_SUFFIXES[kind])]
+    assert not wrong, wrong
+
+
+def test_every_registered_name_is_documented(registrations):
+    docs = open(osp.join(REPO, 'README.md')).read() + ''.join(
+        open(p).read() for p in glob.glob(osp.join(REPO, 'docs', '*.md')))
+    undocumented = sorted(name for entries in registrations.values() for name in entries
+                          if not re.search(rf'\b{re.escape(name)}\b', docs))
+    assert not undocumented, f'registered but in neither README.md nor docs/*.md: {undocumented}'
+
+
+def test_our_srcnn_does_not_replace_mmagics_own():
+    _mmagic_registrations()
+    from mmagic.registry import MODELS
+    assert MODELS.get('SRCNN').__module__ == 'plugins.classic.srcnn_arch'
+    assert MODELS.get('SRCNNNet').__module__.startswith('mmagic.')
+
+
+def test_the_mmagic_side_registers_only_when_imported():
+    """`import plugins` (every BasicSR command) leaves MMagic, mmengine, diffusers and transformers out; an mmengine
+    config's custom_imports brings in exactly the line it names."""
+    code = '''
+import sys
+import plugins
+heavy = ("mmagic", "mmengine", "diffusers", "transformers")
+print(sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in heavy}))
+from mmagic.registry import MODELS
+print(MODELS.get("PDGANInpaintor"), MODELS.get("SRCNN"))
+from mmengine.config import Config
+Config.fromfile("options/mmagic/inpaint/base_demo.py")
+print(MODELS.get("PDGANInpaintor").__module__, MODELS.get("SRCNN"))
+'''
+    proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=600,
+                          env=dict(os.environ, **ONE_THREAD))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split('\n')[:3] == ['[]', 'None None', 'plugins.inpaint.inpaintor_model None']

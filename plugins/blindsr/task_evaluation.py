@@ -1,11 +1,12 @@
 """PSNR per degradation task of trained CMDSR / BaseNet checkpoints on held-out HR images (the benchmark behind
-``tools/compare_blindsr.py``). Every task degrades the images with one fixed, seeded degradation
+``tools/blindsr/compare.py``). Every task degrades the images with one fixed, seeded degradation
 (``FixedDegradationDataset``), so all networks see the very same LR images and support sets."""
 from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import tensor2img
@@ -46,7 +47,7 @@ def evaluate_tasks(nets: Dict[str, torch.nn.Module], datasets: List[FixedDegrada
         ``{row name: {task name: PSNR}}`` with rows 'bicubic', each network, and '<name> (support of another task)'.
     """
     rows: Dict[str, Dict[str, List[float]]] = {}
-    for k, ds in enumerate(datasets):
+    for k, ds in enumerate(tqdm(datasets, desc='tasks', unit='task')):
         other = datasets[(k + 1) % len(datasets)]
         for i in range(len(ds)):
             item = ds[i]

@@ -11,6 +11,7 @@ from typing import Dict, List
 
 import numpy as np
 from basicsr.metrics import calculate_psnr, calculate_ssim
+from tqdm import tqdm
 
 from ..common.bicubic import matlab_bicubic
 from ..common.image_io import list_images, read_image
@@ -19,7 +20,7 @@ from ..common.image_io import list_images, read_image
 def bicubic_baseline(hr_dir: str, scale: int) -> Dict[str, float]:
     """Mean PSNR/SSIM (Y, crop = scale) of MATLAB bicubic x``scale`` on the HR images of ``hr_dir``."""
     psnr, ssim = [], []
-    for path in list_images(hr_dir):
+    for path in tqdm(list_images(hr_dir), desc='bicubic baseline', unit='img'):
         hr = read_image(path)
         hr = hr[:hr.shape[0] - hr.shape[0] % scale, :hr.shape[1] - hr.shape[1] % scale]
         up = matlab_bicubic(matlab_bicubic(hr, 1 / scale), scale)

@@ -10,6 +10,7 @@ from typing import Dict, List
 import numpy as np
 from basicsr.metrics import calculate_psnr, calculate_ssim
 from torch import nn
+from tqdm import tqdm
 
 from ..common.bicubic import matlab_bicubic
 from ..common.image_io import list_images, read_image
@@ -24,7 +25,7 @@ def compare_with_bicubic(net: nn.Module, hr_dir: str, lr_dir: str, scale: int, i
         are ``(H, W, 3)``) and ``psnr_bicubic``/``psnr_ours``/``ssim_bicubic``/``ssim_ours`` (Y, crop = scale).
     """
     rows = []
-    for lr_path in list_images(lr_dir):
+    for lr_path in tqdm(list_images(lr_dir), desc='bicubic vs ours', unit='img'):
         name = osp.basename(lr_path)
         hr_path = osp.join(hr_dir, name)
         if not osp.isfile(hr_path):

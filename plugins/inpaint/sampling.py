@@ -1,4 +1,4 @@
-"""Load a trained inpaintor and draw completions: the library side of ``tools/inpaint_sample.py``.
+"""Load a trained inpaintor and draw completions: the library side of ``tools/inpaint/sample.py``.
 
 Images here are numpy RGB uint8 (H, W, 3) on the way in and out, tensors (1, 3, S, S) in [-1, 1] inside.
 """

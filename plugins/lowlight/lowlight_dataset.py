@@ -2,7 +2,7 @@
 
     <dataroot>/our485/low/*.png   <dataroot>/our485/high/*.png     (training, 485 pairs in LOL)
     <dataroot>/eval15/low/*.png   <dataroot>/eval15/high/*.png     (evaluation, 15 pairs)
-    LMDB: <dataroot>/<split>/low.lmdb, high.lmdb (tools/make_lmdb.py on each folder; keys = file stems)
+    LMDB: <dataroot>/<split>/low.lmdb, high.lmdb (tools/data/make_lmdb.py on each folder; keys = file stems)
 
 Reading, random crops (``gt_size``, 384 in the seed), flips and rot90 (``use_hflip`` / ``use_rot``) are BasicSR's
 ``PairedImageDataset`` at scale 1; this class only maps the LOL layout onto it and checks it.

@@ -1,7 +1,7 @@
 """TextZoom LMDB dataset (Wang et al., ECCV 2020), registered in BasicSR's ``DATASET_REGISTRY``.
 
 A TextZoom LMDB (``train1``, ``train2``, ``test/easy``, ``test/medium``, ``test/hard``, or one made by
-``tools/make_text_data.py``) holds, with 1-based index ``i``:
+``tools/data/make_text_data.py``) holds, with 1-based index ``i``:
 
     b'num-samples'       the number of samples, as ASCII digits
     b'image_hr-%09d'     the HR crop (PNG/JPEG bytes), resized to 128x32 when read
@@ -36,7 +36,7 @@ def open_textzoom_lmdb(root: str, what: str = 'dataroot'):
     if not osp.isfile(osp.join(root, 'data.mdb')):
         raise FileNotFoundError(f'{what} {root!r} is not an LMDB folder (no data.mdb). TextZoom LMDBs are '
                                 'train1/, train2/, test/{easy,medium,hard}/; make a synthetic one with '
-                                'python tools/make_text_data.py')
+                                'python tools/data/make_text_data.py')
     env = lmdb.open(root, readonly=True, lock=False, readahead=False, meminit=False, max_readers=64)
     with env.begin(write=False) as txn:
         raw = txn.get(b'num-samples')

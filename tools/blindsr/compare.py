@@ -22,6 +22,7 @@ REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, REPO)
 
 import plugins  # noqa: E402,F401
+from tqdm import tqdm  # noqa: E402
 
 
 def parse_tasks(text: str):
@@ -65,7 +66,7 @@ def main(argv=None):
 
     start = time.time()
     runs, nets = {}, {}
-    for key in ('cond', 'plain'):
+    for key in tqdm(('cond', 'plain'), desc='compare', unit='run'):
         path = getattr(args, key)
         runs[key] = run_one(path, args.iters, args.iters, f'cmp{args.iters}', extra[key],
                             osp.join(REPO, 'tools', 'train.py'), osp.join('results', 'compare_blindsr_logs'))

@@ -114,10 +114,10 @@ def _check_data_roots(opt: Dict, where: str) -> None:
                 if not osp.exists(path):
                     raise OptionsError(f'{where}: datasets:{phase}:{key} {path!r} does not exist '
                                        f'(relative paths are read from {osp.abspath(".")}). '
-                                       'For the demo data run: python tools/make_demo_data.py')
+                                       'For the demo data run: python tools/data/make_demo_data.py')
                 if backend == 'lmdb' and not osp.isfile(osp.join(path, 'meta_info.txt')):
                     raise OptionsError(f'{where}: datasets:{phase}:{key} {path!r} is not a BasicSR LMDB '
-                                       '(no meta_info.txt); make one with tools/make_lmdb.py')
+                                       '(no meta_info.txt); make one with tools/data/make_lmdb.py')
 
 
 def _check_scheduler(opt: Dict, where: str) -> None:

@@ -86,7 +86,7 @@ def _check_data_folders(dataset: Dict, path: str, where: str) -> None:
         for key, sub in (dataset.get('data_prefix') or {}).items() if isinstance(sub, str) and sub]
     for entry, folder in folders:
         if not osp.exists(osp.expanduser(folder)):
-            hint = ('For the demo data run: python tools/make_demo_data.py' if 'demo' in folder else
+            hint = ('For the demo data run: python tools/data/make_demo_data.py' if 'demo' in folder else
                     'datasets/README.md gives the layout of each data set')
             raise OptionsError(f'{where}: {entry}: {folder!r} does not exist (relative paths are read from '
                                f'{osp.abspath(".")}). {hint}')

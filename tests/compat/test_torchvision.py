@@ -1,0 +1,16 @@
+"""compat/torchvision.py: BasicSR 1.4.2 imports torchvision.transforms.functional_tensor, removed in torchvision 0.17."""
+import subprocess
+import sys
+
+from tests.helpers import REPO, ONE_THREAD
+
+
+def test_basicsr_imports_only_with_the_functional_tensor_alias():
+    plain = subprocess.run([sys.executable, '-c', 'import basicsr'], capture_output=True, text=True, cwd=REPO,
+                           timeout=600, env=ONE_THREAD)
+    assert plain.returncode != 0 and 'torchvision.transforms.functional_tensor' in plain.stderr
+
+    import torchvision.transforms.functional as functional
+    from basicsr.data import degradations
+    assert sys.modules['torchvision.transforms.functional_tensor'] is functional
+    assert degradations.rgb_to_grayscale is functional.rgb_to_grayscale
