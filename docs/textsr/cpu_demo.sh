@@ -7,11 +7,11 @@ REPO=${REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 PY=${PY:-$REPO/.venv/bin/python}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 [ -f datasets/textzoom_synth/manifest.json ] || \
-  $PY $REPO/tools/make_text_data.py --out datasets/textzoom_synth --num-train 3000 --num-test 50
+  $PY $REPO/tools/data/make_text_data.py --output datasets/textzoom_synth --num-train 3000 --num-test 50
 $PY $REPO/tools/train.py -opt $REPO/options/train/textsr/demo_tsrn_synth.yml
 $PY $REPO/tools/train.py -opt $REPO/options/train/textsr/demo_joint_synth.yml
 for opt in bicubic_synth demo_synth demo_joint_synth; do
   $PY $REPO/tools/test.py -opt $REPO/options/test/textsr/$opt.yml
 done
-$PY $REPO/tools/textsr_table.py results/001_demo_bicubic_synth_test results/001_demo_TSRN_synth_test \
-  results/001_demo_joint_synth_test
+$PY $REPO/tools/textsr/results_table.py --input results/textsr_bicubic_synth_test results/textsr_demo_synth_test \
+  results/textsr_demo_joint_synth_test

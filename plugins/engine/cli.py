@@ -74,6 +74,8 @@ def main(argv: List[str], is_train: bool) -> None:
 
 
 def _main(argv: List[str], is_train: bool) -> None:
+    nonfinite.GUARDS.clear()  # the end-of-run counts are this run's (a process may run several, as the tests do)
+    data_faults.DATASETS.clear()
     try:
         _dispatch(argv, is_train)
     except OptionsError as err:

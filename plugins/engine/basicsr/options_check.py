@@ -260,6 +260,8 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
     for key in ('name', 'model_type', 'datasets', 'path') + (('train', ) if is_train else ()):
         if key not in opt:
             raise OptionsError(f'{path}: the required option {key!r} is missing')
+    if not isinstance(opt['name'], str) or not opt['name']:  # e.g. a row that forgot its name over a base's `name: ~`
+        raise OptionsError(f'{path}: name must be the experiment\'s name (a non-empty string), got {opt["name"]!r}')
     _check_types(opt, path)
     _check_components(opt, path, is_train)
     _check_patch_sizes(opt, path)
