@@ -1,6 +1,6 @@
 """Combine the E/M/H/A results of several text SR test runs into the tables of docs/textsr.md (one per metric).
 
-    python tools/textsr/results_table.py --input results/textsr_bicubic_synth results/textsr_demo_tsrn_synth [...]
+    python tools/textsr/results_table.py --input results/textsr_bicubic_synth_test results/textsr_demo_synth_test [...]
         [--output tables.md]
 
 Each input is a results folder (or a split_metrics.jsonl) written by tools/test.py with a TextSRModel options file;
