@@ -73,13 +73,19 @@ def test_our_srcnn_does_not_replace_mmagics_own():
 
 
 def test_the_mmagic_side_registers_only_when_imported():
-    """`import plugins` (every BasicSR command) leaves MMagic, mmengine, diffusers and transformers out; an mmengine
-    config's custom_imports brings in exactly the line it names."""
+    """`import plugins` leaves MMagic, mmengine, diffusers and transformers out, and a BasicSR run adds only mmengine's
+    Config (for `_base_`); an mmengine config's custom_imports brings in exactly the line it names."""
     code = '''
 import sys
 import plugins
 heavy = ("mmagic", "mmengine", "diffusers", "transformers")
-print(sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in heavy}))
+loaded = lambda: sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in heavy})
+print(loaded())
+from plugins.engine import cli
+from plugins.engine.basicsr.options_check import check_basicsr_options
+from plugins.engine.basicsr.options import load_options
+load_options("options/train/classic/srcnn_x2.yml")  # what a BasicSR run reads first (its _base_ needs mmengine's Config)
+print(loaded())
 from mmagic.registry import MODELS
 print(MODELS.get("PDGANInpaintor"), MODELS.get("SRCNN"))
 from mmengine.config import Config
@@ -89,4 +95,4 @@ print(MODELS.get("PDGANInpaintor").__module__, MODELS.get("SRCNN"))
     proc = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO, timeout=600,
                           env=dict(os.environ, **ONE_THREAD))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split('\n')[:3] == ['[]', 'None None', 'plugins.inpaint.inpaintor_model None']
+    assert proc.stdout.split('\n')[:4] == ['[]', "['mmengine']", 'None None', 'plugins.inpaint.inpaintor_model None']
