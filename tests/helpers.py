@@ -221,3 +221,40 @@ def torchrun(nproc: int = 2) -> List[str]:
         port = s.getsockname()[1]
     exe = shutil.which('torchrun', path=osp.dirname(sys.executable)) or 'torchrun'
     return [exe, f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1', f'--master_port={port}']
+
+
+def load_tool(rel: str):
+    """The module of ``tools/<rel>`` (``'classic/demo.py'``), loaded from its path (the tools are scripts)."""
+    import importlib.util
+    name = 'tool_' + osp.splitext(rel)[0].replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', rel))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class ToolRun:
+    """A tool's ``main`` run in this process: its exit status and what it printed."""
+    status: int
+    out: str
+    err: str
+
+
+def call_tool(args: Sequence[str], cwd, capsys, check: bool = True) -> ToolRun:
+    """``tools/<args[0]>``'s ``main(args[1:])`` in this process, in the working directory ``cwd``: for tests about
+    what a tool does (its files, messages and exit status), not about its process (see ``run_tool``). A
+    ``SystemExit`` gives the status; with ``check`` a non-zero status fails the test."""
+    main = load_tool(args[0]).main
+    capsys.readouterr()
+    status = 0
+    with _in_folder(cwd):
+        try:
+            main([str(a) for a in args[1:]])
+        except SystemExit as err:
+            status = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+    captured = capsys.readouterr()
+    if check and status != 0:
+        raise AssertionError(f'tools/{args[0]} exited {status}\n--- stdout\n{captured.out[-4000:]}'
+                             f'\n--- stderr\n{captured.err[-6000:]}')
+    return ToolRun(status, captured.out, captured.err)

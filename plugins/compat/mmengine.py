@@ -1,5 +1,5 @@
 """mmengine 0.10.7: resume on torch >= 2.6, ``launcher='pytorch'`` on CPU, atomic checkpoints and resume past bad
-files, and the ``on_data_fault`` option of dataloader configs.
+files, the ``on_data_fault`` option of dataloader configs, and a config formatted once instead of five times.
 
 ``apply(runner_module)`` runs when ``mmengine.runner.runner`` has been imported (a post-import hook installed by
 ``plugins.compat.apply``), before any Runner exists; ``import plugins`` alone imports nothing of mmengine. Each patch
@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import torch
 import torch.distributed as dist
+from mmengine.config import config as config_module
 from mmengine.device import is_mlu_available, is_musa_available, is_npu_available
 from mmengine.dist import utils as mm_dist_utils
 from mmengine.fileio.backends.local_backend import LocalBackend
@@ -31,6 +32,7 @@ def apply(runner_module) -> None:
     _patch_launcher()
     _patch_checkpoints(runner_module)
     _patch_data_faults(runner_module.Runner)
+    _format_each_config_text_once()
 
 
 def _allow_checkpoint_globals() -> None:
@@ -155,3 +157,19 @@ def _patch_data_faults(runner_class) -> None:
 
     build_dataloader._plugins_compat = True  # the mark apply() looks for
     runner_class.build_dataloader = staticmethod(build_dataloader)
+
+
+def _format_each_config_text_once() -> None:
+    """A Runner formats its config's text with yapf (``Config.pretty_text``) up to five times as it starts (the log,
+    the config dump, the checkpoint meta, the run info), about 0.7 s each on a 2-core CPU, always the same text with
+    the same style. yapf's ``FormatCode`` is a pure function of its arguments: its results are kept, so each text is
+    formatted once per process; the formatted text is the same."""
+    format_code, formatted = config_module.FormatCode, {}
+
+    def format_code_once(text, style_config=None, **kwargs):
+        key = (text, repr(style_config), repr(sorted(kwargs.items())))
+        if key not in formatted:
+            formatted[key] = format_code(text, style_config=style_config, **kwargs)
+        return formatted[key]
+
+    config_module.FormatCode = format_code_once

@@ -50,9 +50,10 @@ def test_skip_replaces_unreadable_samples_and_counts_them(tmp_path, demo_data):
     os.remove(dataset.paths[1]['lq_path'])
     sample = dataset[0]  # 0 and 1 are unreadable: the next readable sample, 2, stands in
     assert sample['gt_path'] == dataset.paths[2]['gt_path'] and dataset.skipped.value == 2
-    assert any(f'datasets:train: 2 unreadable sample(s) skipped' in line for line in data_faults.summary())
+    assert any('datasets:train: 2 unreadable sample(s) skipped' in line for line in data_faults.summary())
     loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=1)  # counted in a worker too
-    assert next(iter(loader))['gt'].shape == (3, 3, 48, 48) and dataset.skipped.value == 5  # 2 for sample 0, 1 for sample 1
+    # 2 more for sample 0, 1 more for sample 1
+    assert next(iter(loader))['gt'].shape == (3, 3, 48, 48) and dataset.skipped.value == 5
 
 
 def test_corrupt_and_missing_lmdb_values_are_named_by_key(tmp_path, demo_data):

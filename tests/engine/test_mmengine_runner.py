@@ -1,30 +1,22 @@
-"""The MMagic side: mmengine configs through tools/train.py and tools/test.py, and the compat patches they need
-(numpy 2, mmcv-lite, mmengine resume on torch >= 2.6, launcher='pytorch' on CPU, LMDB with lmdb<2).
+"""The MMagic side: mmengine configs through tools/train.py and tools/test.py (resume, test, torchrun with the
+launcher patch, LMDB with lmdb<2, one-line errors). The compat patches' own tests are in tests/compat/.
 
-Runs are a few iterations on the demo data with --cfg-options; the whole file takes about two minutes on 2 CPU cores.
+Runs are a few iterations on the demo data with --cfg-options, in this process (``run_config``); the 4-iteration
+run is built once per session (``build_once``) and copied where a test writes next to it. torchrun and a fresh
+interpreter's imports are separate processes.
 """
-import importlib.machinery
-import importlib.util
 import os
 import os.path as osp
-import pickle
 import re
-import subprocess
-import sys
+import shutil
 
 import pytest
 import torch
 
-from tests.helpers import REPO, run_tool, torchrun
+from tests.engine.mmengine_runs import CONFIG, FAST, logs as _logs, mmengine_srcnn_iter4, run_log as _run_log
+from tests.helpers import repo_path, run_config, run_tool, torchrun
 
 pytest.importorskip('mmagic')
-import plugins  # noqa: E402,F401  (compat patches, registrations)
-from plugins import compat  # noqa: E402
-
-CONFIG = osp.join(REPO, 'options', 'mmagic', 'classic', 'srcnn_x2_demo.py')
-# A few iterations, validation and checkpoints every 2, one validation image, small batches.
-FAST = ['train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-        'train_dataloader.batch_size=4', 'val_dataloader.dataset.indices=1', 'val_dataloader.num_workers=0']
 
 
 def _output(proc) -> str:
@@ -41,86 +33,51 @@ def _train_lr(log: str) -> dict:
 
 
 @pytest.fixture(scope='module')
-def trained(tmp_path_factory, demo_data):
-    """A 4-iteration run of the demo config (checkpoints at 2 and 4) in a scratch working directory."""
-    cwd = tmp_path_factory.mktemp('mm_train')
-    os.makedirs(cwd / 'datasets')
-    os.symlink(demo_data, cwd / 'datasets' / 'demo')
-    proc = run_tool(['train.py', CONFIG, '--work-dir', 'work', '--cfg-options', 'train_cfg.max_iters=4', *FAST], cwd)
-    return cwd, _output(proc)
+def trained(shared_dir, demo_data):
+    folder = mmengine_srcnn_iter4(shared_dir, demo_data)
+    return folder, (folder / 'train.log').read_text()
 
 
 def test_train_validates_and_writes_checkpoints(trained):
-    cwd, log = trained
+    folder, log = trained
     assert 'Iter(train) [4/4]' in log
     psnr = _val_psnr(log)
     assert len(psnr) == 2 and all(5 < p < 60 for p in psnr), log[-3000:]
     assert re.search(r'Iter\(val\) \[1/1\]\s+PSNR: [\d.]+\s+SSIM: 0\.\d+', log)
     for name in ('iter_2.pth', 'iter_4.pth', 'last_checkpoint'):
-        assert (cwd / 'work' / name).is_file(), name
-    assert list((cwd / 'work').glob('best_PSNR_iter_*.pth'))
+        assert (folder / 'work' / name).is_file(), name
+    assert list((folder / 'work').glob('best_PSNR_iter_*.pth'))
 
 
-def test_resume_continues_from_last_checkpoint(trained):
+def test_resume_continues_from_last_checkpoint(trained, workdir):
     """Needs the safe-globals patch: torch >= 2.6 refuses mmengine's HistoryBuffer in weights_only loads."""
-    cwd, first_log = trained
-    proc = run_tool(['train.py', CONFIG, '--work-dir', 'work', '--resume',
-                     '--cfg-options', 'train_cfg.max_iters=6', *FAST], cwd)
-    log = _output(proc)
+    folder, first_log = trained
+    shutil.copytree(folder / 'work', workdir / 'work')
+    (workdir / 'work' / 'last_checkpoint').write_text(str(workdir / 'work' / 'iter_4.pth'))  # the copy's own
+    before = _logs(workdir / 'work')
+    run_config(CONFIG, workdir, args=['--work-dir', 'work', '--resume'],
+               cfg_options=['train_cfg.max_iters=6', *FAST])
+    log = _run_log(workdir / 'work', before)
     assert re.search(r'Auto resumed from the latest checkpoint \S*iter_4\.pth', log), log[-3000:]
     assert 'resumed epoch: 0, iter: 4' in log
     lrs = _train_lr(log)
     assert sorted(lrs) == [5, 6], log[-3000:]  # iterations 1-4 are not trained again
     # The cosine schedule goes on where it stopped (its explicit `end` survives the larger max_iters).
     assert _train_lr(first_log)[4] > lrs[5] > lrs[6]
-    assert (cwd / 'work' / 'iter_6.pth').is_file()
+    assert (workdir / 'work' / 'iter_6.pth').is_file()
 
 
-def test_test_tool_reports_metrics_of_the_checkpoint(trained):
-    cwd, log = trained
-    proc = run_tool(['test.py', CONFIG, '--checkpoint', 'work/iter_4.pth', '--work-dir', 'test_work',
-                     '--cfg-options', 'test_dataloader.dataset.indices=1', 'test_dataloader.num_workers=0'], cwd)
-    out = _output(proc)
+def test_test_tool_reports_metrics_of_the_checkpoint(trained, workdir):
+    folder, log = trained
+    os.symlink(folder / 'work', workdir / 'work')  # read only
+    run_config(CONFIG, workdir, args=['--checkpoint', 'work/iter_4.pth', '--work-dir', 'test_work'],
+               cfg_options=['test_dataloader.dataset.indices=1', 'test_dataloader.num_workers=0'], train=False)
+    out = _run_log(workdir / 'test_work', set())
     assert 'Load checkpoint from work/iter_4.pth' in out
     test_psnr = _val_psnr(out)
     assert len(test_psnr) == 1 and 'SSIM: ' in out, out[-3000:]
     # Same weights, same image as the validation after iteration 4: the checkpoint was really loaded.
     assert test_psnr[0] == pytest.approx(_val_psnr(log)[-1], abs=2e-4)
-
-
-def test_checkpoint_needs_exactly_the_allowed_globals(trained):
-    cwd, _ = trained
-    path = str(cwd / 'work' / 'iter_4.pth')
-    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []  # all allowed by plugins.compat
-    allowed = torch.serialization.get_safe_globals()
-    torch.serialization.clear_safe_globals()
-    try:
-        needed = set(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-    finally:
-        torch.serialization.add_safe_globals(allowed)
-    assert needed == {'mmengine.logging.history_buffer.HistoryBuffer', 'numpy.ndarray', 'numpy.dtype',
-                      'numpy._core.multiarray._reconstruct', 'numpy._core.multiarray.scalar', 'builtins.getattr'}
-    ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    lr = ckpt['message_hub']['log_scalars']['train/lr']  # a HistoryBuffer, with its statistics methods
-    assert len(lr.data[0]) == 4 and lr.statistics('min') == lr.current() < lr.statistics('max') == 1e-3
-    assert ckpt['meta']['iter'] == 4
-
-
-def test_weights_only_getattr_is_limited_to_history_buffer(tmp_path):
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    class Reader:  # pickles as getattr(HistoryBuffer, '__init__')
-        def __reduce__(self):
-            return getattr, (HistoryBuffer, '__init__')
-
-    torch.save({'x': Reader()}, tmp_path / 'evil.pth')
-    with pytest.raises(pickle.UnpicklingError, match='is not allowed'):
-        torch.load(tmp_path / 'evil.pth', weights_only=True)
-
-    buffer = HistoryBuffer([1.0, 3.0], [1, 1])
-    torch.save({'buffer': buffer}, tmp_path / 'ok.pth')
-    loaded = torch.load(tmp_path / 'ok.pth', weights_only=True)['buffer']
-    assert loaded.mean() == 2.0 and loaded.statistics('max') == 3.0
 
 
 def test_torchrun_two_cpu_processes(workdir):
@@ -162,9 +119,9 @@ def test_lmdb_train_and_val_on_one_lmdb(workdir):
     assert not osp.exists(workdir / 'datasets/demo/train/HR_sub.lmdb/astronaut_s000.png')  # only the LMDB has it
     config = workdir / 'srcnn_x2_lmdb.py'
     config.write_text(LMDB_CONFIG.format(config=CONFIG))
-    proc = run_tool(['train.py', str(config), '--work-dir', 'work', '--cfg-options', 'train_cfg.max_iters=2',
-                     'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2'], workdir)
-    out = _output(proc)
+    run_config(str(config), workdir, args=['--work-dir', 'work'],
+               cfg_options=['train_cfg.max_iters=2', 'train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2'])
+    out = _run_log(workdir / 'work', set())
     assert re.search(r'Iter\(val\) \[2/2\]\s+PSNR: [\d.]+', out), out[-3000:]
     assert (workdir / 'work' / 'iter_2.pth').is_file()
 
@@ -172,20 +129,18 @@ def test_lmdb_train_and_val_on_one_lmdb(workdir):
 # ---------------------------------------------------------------------------------------------------------
 # command-line errors
 # ---------------------------------------------------------------------------------------------------------
-def test_missing_config_is_a_clear_error(capsys):
-    from plugins.engine.mmengine import runner as mm_runner
-    with pytest.raises(SystemExit) as exc:
-        mm_runner.train_main(['options/mmagic/classic/no_such_config.py'])
-    assert exc.value.code == 2
-    assert "error: config file 'options/mmagic/classic/no_such_config.py' not found" in capsys.readouterr().err
+def test_missing_config_is_a_clear_error(tmp_path, capsys):
+    """tools/train.py's entry point in this process: exit status 2 and one ``error:`` line."""
+    missing = repo_path('options/mmagic/classic/no_such_config.py')
+    run = run_config(missing, tmp_path, capsys=capsys, check=False)
+    assert run.status == 2
+    assert f"error: config file {missing!r} not found" in run.errors
 
 
-def test_missing_checkpoint_is_a_clear_error(capsys):
-    from plugins.engine.mmengine import runner as mm_runner
-    with pytest.raises(SystemExit) as exc:
-        mm_runner.test_main([CONFIG, '--checkpoint', 'no_such.pth'])
-    assert exc.value.code == 2
-    assert "error: checkpoint 'no_such.pth' not found" in capsys.readouterr().err
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    run = run_config(CONFIG, tmp_path, args=['--checkpoint', 'no_such.pth'], train=False, capsys=capsys, check=False)
+    assert run.status == 2
+    assert "error: checkpoint 'no_such.pth' not found" in run.errors
 
 
 INPAINT = 'options/mmagic/inpaint/base_demo.py'
@@ -204,82 +159,16 @@ INPAINT = 'options/mmagic/inpaint/base_demo.py'
     ('train_dataloader.dataset.data_prefix.gt=HR_sup', "train_dataloader.dataset.data_prefix.gt: "
      "'datasets/demo/train/HR_sup' does not exist"),
 ])
-def test_config_mistakes_are_one_message_before_the_runner_starts(workdir, monkeypatch, capsys, override, message):
+def test_config_mistakes_are_one_message_before_the_runner_starts(workdir, capsys, override, message):
     """The mmengine side of the options check: a misspelt argument or type (with the closest names) and a missing
     data folder, each one `error:` line naming the config entry (exit 2), before any model or data is built."""
-    from plugins.engine.mmengine import runner as mm_runner
-    monkeypatch.chdir(workdir)
-    with pytest.raises(SystemExit) as exc:
-        mm_runner.train_main([os.path.join(REPO, INPAINT), '--cfg-options', override])
-    assert exc.value.code == 2
-    assert f'error: {os.path.join(REPO, INPAINT)}: {message}' in capsys.readouterr().err
+    run = run_config(INPAINT, workdir, cfg_options=[override], capsys=capsys, check=False)
+    assert run.status == 2
+    assert f'error: {repo_path(INPAINT)}: {message}' in run.errors
+    assert not (workdir / 'work_dirs').exists()  # stopped before the Runner made its work dir
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='--amp works where there is a GPU')
-def test_amp_without_gpu_is_a_clear_error(capsys):
-    from plugins.engine.mmengine import runner as mm_runner
-    with pytest.raises(SystemExit) as exc:
-        mm_runner.train_main([CONFIG, '--amp'])
-    assert exc.value.code == 2 and 'error: --amp needs a GPU' in capsys.readouterr().err
-
-
-# ---------------------------------------------------------------------------------------------------------
-# numpy / mmcv compat
-# ---------------------------------------------------------------------------------------------------------
-IMPORT_CHECK = """
-import numpy as np
-had_bool8 = hasattr(np, 'bool8')
-import plugins
-assert np.bool8 is np.bool_
-import mmagic.models  # needs np.bool8 (numpy 2) and mmcv._ext (mmcv-lite)
-from mmagic.registry import MODELS
-from plugins.classic.srcnn_arch import SRCNN
-assert MODELS.get('SRCNN') is SRCNN
-import torch
-from mmcv.ops import nms
-try:
-    nms(torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.]]), torch.tensor([0.9, 0.8]), 0.5)
-except RuntimeError as err:
-    print('op error:', err)
-print('had bool8:', had_bool8)
-"""
-
-
-def test_mmagic_imports_and_mmcv_ops_fail_clearly():
-    """In a fresh interpreter: import plugins, then all of mmagic; an mmcv op says what is missing."""
-    proc = subprocess.run([sys.executable, '-c', IMPORT_CHECK], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, PYTHONPATH=REPO))
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert "op error: mmcv op 'nms' needs the compiled mmcv (mmcv._ext)" in proc.stdout, proc.stdout
-    import numpy as np
-    if int(np.__version__.split('.')[0]) >= 2:
-        assert 'had bool8: False' in proc.stdout  # the alias is ours, not numpy's
-
-
-def _fake_mmcv(tmp_path, monkeypatch, files):
-    """Point importlib.util.find_spec('mmcv') at a fake package holding ``files``; hide the current mmcv._ext."""
-    pkg = tmp_path / 'mmcv'
-    pkg.mkdir()
-    for name in ['__init__.py', *files]:
-        (pkg / name).write_bytes(b'')
-    spec = importlib.machinery.ModuleSpec('mmcv', None, origin=str(pkg / '__init__.py'))
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, 'find_spec',
-                        lambda name, *args: spec if name == 'mmcv' else real_find_spec(name, *args))
-    monkeypatch.delitem(sys.modules, 'mmcv._ext', raising=False)  # restored after the test
-
-
-def test_mmcv_stub_is_installed_without_compiled_extension(tmp_path, monkeypatch):
-    _fake_mmcv(tmp_path, monkeypatch, [])
-    compat._stub_mmcv_ext_if_not_compiled()
-    stub = sys.modules['mmcv._ext']
-    assert stub.__spec__.name == 'mmcv._ext'
-    assert not hasattr(stub, '__wrapped__')  # dunders are not answered (inspect.unwrap probes them)
-    with pytest.raises(RuntimeError, match=r"'deform_conv_forward' needs the compiled mmcv"):
-        stub.deform_conv_forward(1, 2)
-
-
-def test_mmcv_stub_never_shadows_a_compiled_extension(tmp_path, monkeypatch):
-    _fake_mmcv(tmp_path, monkeypatch, ['_ext.cpython-311-x86_64-linux-gnu.so'])
-    compat._stub_mmcv_ext_if_not_compiled()
-    assert 'mmcv._ext' not in sys.modules
+def test_amp_without_gpu_is_a_clear_error(tmp_path, capsys):
+    run = run_config(CONFIG, tmp_path, args=['--amp'], capsys=capsys, check=False)
+    assert run.status == 2 and 'error: --amp needs a GPU' in run.errors

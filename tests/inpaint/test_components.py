@@ -1,5 +1,5 @@
 """Inpainting line (seed 003), unit level: SPDNorm maps, SimAM, generators, losses on hand-made tensors, mask
-transforms, metrics and bad input. Training runs are in test_inpaint_train.py."""
+transforms, metrics and bad input. Training runs are in test_training.py."""
 import math
 
 import cv2
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 pytest.importorskip('mmagic')
-import plugins  # noqa: E402,F401
+import plugins.inpaint  # noqa: E402,F401  (the inpainting line in MMagic's registries)
 from mmagic.registry import METRICS, MODELS, TRANSFORMS  # noqa: E402
 
 from plugins.inpaint.inpaint_blocks import SimAM, SPDNormResBlock, hard_spd_map  # noqa: E402

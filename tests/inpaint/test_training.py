@@ -1,35 +1,43 @@
 """Inpainting line (seed 003), training level: every config of options/mmagic/inpaint trained a few iterations with
-mmengine's Runner through tools/train.py's entry point (in this process, to share MMagic's import), resume, a
-2-process torchrun run, PD-GAN on the base model's prior, diverse samples and tools/inpaint_sample.py."""
+mmengine's Runner through tools/train.py's entry point (in this process, ``run_config``), resume, a 2-process
+torchrun run, PD-GAN on the base model's prior, diverse samples and tools/inpaint/sample.py.
+
+The Base (4 iterations) and PD-GAN (2 iterations, on Base's prior) runs are built once per session
+(``build_once``) and read by several tests; a test that writes next to them works on a copy."""
 import glob
+import importlib.util
 import os
 import os.path as osp
 import re
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, run_tool, torchrun
+from tests.conftest import build_once, make_workdir
+from tests.helpers import REPO, run_config, run_tool, torchrun
 
 pytest.importorskip('mmagic')
-import plugins  # noqa: E402,F401
+import plugins.inpaint  # noqa: E402,F401  (the inpainting line in MMagic's registries, for load_inpaintor)
 
-torch.set_num_threads(1)
 CONFIGS = osp.join(REPO, 'options', 'mmagic', 'inpaint')
 FAST = ['train_cfg.val_interval=2', 'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1']
 VAL_LINE = re.compile(r'Iter\(val\) \[\d+/\d+\]\s+MAE: ([\d.]+)\s+PSNR: ([\d.]+)\s+TV: ([\d.]+)')
 
 
-def train(config: str, work: str, iters: int, *options: str, resume: bool = False) -> str:
-    """``tools/train.py CONFIG`` in this process; returns the text of the run's log."""
-    from plugins.engine.mmengine import runner as mm_runner
+def _logs(work) -> set:
+    return set(glob.glob(osp.join(str(work), '*', '*.log')))
+
+
+def train(config: str, cwd, work: str, iters: int, *options: str, resume: bool = False) -> str:
+    """``tools/train.py CONFIG`` in this process, in ``cwd``, into ``cwd/work``; returns the text of the run's log."""
     config = config if osp.isabs(config) else osp.join(CONFIGS, config)
-    before = set(glob.glob(osp.join(work, '*', '*.log')))
-    mm_runner.train_main([config, '--work-dir', work, *(['--resume'] if resume else []),
-                          '--cfg-options', f'train_cfg.max_iters={iters}', *FAST, *options])
-    (log,) = set(glob.glob(osp.join(work, '*', '*.log'))) - before
+    before = _logs(osp.join(cwd, work))
+    run_config(config, cwd, args=['--work-dir', work, *(['--resume'] if resume else [])],
+               cfg_options=[f'train_cfg.max_iters={iters}', *FAST, *options])
+    (log,) = _logs(osp.join(cwd, work)) - before
     with open(log) as f:
         return f.read()
 
@@ -38,20 +46,20 @@ def state_dict(path) -> dict:
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
+def inpaint_runs(shared_dir, demo_data):
+    """Base (4 iterations) then PD-GAN (2 iterations) on its prior, built once per session: ``<folder>/base`` and
+    ``<folder>/pdgan`` with their logs ``<folder>/base.log`` and ``<folder>/pdgan.log``. Read only."""
+    def build(folder):
+        make_workdir(folder, demo_data)
+        (folder / 'base.log').write_text(train('base_demo.py', folder, 'base', 4))
+        (folder / 'pdgan.log').write_text(train('pdgan_demo.py', folder, 'pdgan', 2, 'model.prior.checkpoint=base'))
+    return build_once(shared_dir, 'inpaint_base_pdgan', build)
+
+
 @pytest.fixture(scope='module')
-def runs(tmp_path_factory, demo_data):
-    """Base (4 iterations) then PD-GAN (2 iterations) on its prior, in a scratch directory with datasets/demo."""
-    cwd = tmp_path_factory.mktemp('inpaint')
-    os.makedirs(cwd / 'datasets')
-    os.symlink(demo_data, cwd / 'datasets' / 'demo')
-    old = os.getcwd()
-    os.chdir(cwd)
-    try:
-        logs = {'base': train('base_demo.py', 'base', 4)}
-        logs['pdgan'] = train('pdgan_demo.py', 'pdgan', 2, 'model.prior.checkpoint=base')
-        yield cwd, logs
-    finally:
-        os.chdir(old)
+def runs(shared_dir, demo_data):
+    folder = inpaint_runs(shared_dir, demo_data)
+    return folder, {name: (folder / f'{name}.log').read_text() for name in ('base', 'pdgan')}
 
 
 def test_base_trains_with_two_optimizers_ema_and_validation(runs):
@@ -72,13 +80,14 @@ def test_base_trains_with_two_optimizers_ema_and_validation(runs):
     assert any(k.startswith('disc.') for k in sd)
 
 
-def test_resume_continues_training_and_ema(runs, monkeypatch):
-    cwd, _ = runs
-    monkeypatch.chdir(cwd)
-    log = train('base_demo.py', 'base', 6, resume=True)
+def test_resume_continues_training_and_ema(runs, workdir):
+    folder, _ = runs
+    shutil.copytree(folder / 'base', workdir / 'base')
+    (workdir / 'base' / 'last_checkpoint').write_text(str(workdir / 'base' / 'iter_4.pth'))  # the copy's own
+    log = train('base_demo.py', workdir, 'base', 6, resume=True)
     assert re.search(r'Auto resumed from the latest checkpoint \S*iter_4\.pth', log), log[-3000:]
     assert 'Iter(train) [5/6]' in log and 'Iter(train) [1/6]' not in log
-    sd = state_dict(cwd / 'base' / 'iter_6.pth')['state_dict']
+    sd = state_dict(workdir / 'base' / 'iter_6.pth')['state_dict']
     assert sd['generator_ema.steps'].item() == 6  # the EMA went on from its saved state
 
 
@@ -120,14 +129,15 @@ def test_two_noise_samples_differ_in_the_hole_and_agree_outside(runs):
 
 
 def test_sample_tool_writes_completions_side_by_side(runs, tmp_path, capsys):
-    import importlib.util
+    """tools/inpaint/sample.py's main in this process: the picture, and exit 2 with an ``error:`` line for a bad
+    mask."""
     cwd, _ = runs
-    spec = importlib.util.spec_from_file_location('inpaint_sample', osp.join(REPO, 'tools', 'inpaint_sample.py'))
+    spec = importlib.util.spec_from_file_location('inpaint_sample', osp.join(REPO, 'tools', 'inpaint', 'sample.py'))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     image = str(cwd / 'datasets/demo/val/HR/rocket.png')
-    args = [osp.join(CONFIGS, 'pdgan_demo.py'), str(cwd / 'pdgan' / 'iter_2.pth'), '--image', image]
-    tool.main(args + ['--num', '3', '--out', str(tmp_path / 'c.png')])
+    args = [osp.join(CONFIGS, 'pdgan_demo.py'), str(cwd / 'pdgan' / 'iter_2.pth'), '--input', image]
+    tool.main(args + ['--num', '3', '--output', str(tmp_path / 'c.png')])
     assert 'wrote' in capsys.readouterr().out
     pic = cv2.imread(str(tmp_path / 'c.png'))
     assert pic.shape == (64, 6 * 64 + 5 * 2, 3)  # input, prior, 3 completions, original
@@ -137,14 +147,17 @@ def test_sample_tool_writes_completions_side_by_side(runs, tmp_path, capsys):
     h, w = cv2.imread(image).shape[:2]
     bad = np.zeros((h, w + 1), np.uint8)
     cv2.imwrite(str(tmp_path / 'bad_size.png'), bad)
-    with pytest.raises(SystemExit, match=r'bad_size.png is \d+x\d+ but the image is \d+x\d+'):
+    with pytest.raises(SystemExit) as exc:
         tool.main(args + ['--mask', str(tmp_path / 'bad_size.png')])
+    assert exc.value.code == 2
+    assert re.search(r'error: .*bad_size.png is \d+x\d+ but the image is \d+x\d+', capsys.readouterr().err)
     grey = np.full((h, w), 100, np.uint8)
     grey[: h // 2] = 255
     cv2.imwrite(str(tmp_path / 'grey.png'), grey)
-    with pytest.raises(SystemExit, match='grey.png is not binary'):
+    with pytest.raises(SystemExit) as exc:
         tool.main(args + ['--mask', str(tmp_path / 'grey.png'), '--strict-mask'])
-    tool.main(args + ['--mask', str(tmp_path / 'grey.png'), '--num', '1', '--out', str(tmp_path / 'g.png')])
+    assert exc.value.code == 2 and re.search(r'error: .*grey.png is not binary', capsys.readouterr().err)
+    tool.main(args + ['--mask', str(tmp_path / 'grey.png'), '--num', '1', '--out', str(tmp_path / 'g.png')])  # alias
     assert cv2.imread(str(tmp_path / 'g.png')).shape[1] == 4 * 64 + 3 * 2
 
 
@@ -158,18 +171,17 @@ val_evaluator = dict(type='Evaluator', metrics=[
 
 @pytest.mark.parametrize('config, marker', [('msssim_l1_demo.py', 'loss_rec'), ('simam_demo.py', None),
                                             ('groupnorm_demo.py', None)])
-def test_ablation_rows_train(config, marker, workdir, monkeypatch):
-    from test_inpaint import stand_in_inception
-    monkeypatch.chdir(workdir)
+def test_ablation_rows_train(config, marker, workdir):
+    from tests.inpaint.test_components import stand_in_inception
     if config == 'simam_demo.py':  # one row also reports FID (a stand-in TorchScript network as Inception)
         path = workdir / 'simam_fid.py'
         path.write_text(FID_CONFIG.format(base=osp.join(CONFIGS, config),
                                           inception=stand_in_inception(workdir / 'inception.pt')))
         config = str(path)
-        log = train(config, 'work', 2)
+        log = train(config, workdir, 'work', 2)
         assert len(VAL_LINE.findall(log)) == 1, log[-3000:]
     else:  # training only: validation is the same code as Base's
-        log = train(config, 'work', 2, 'train_cfg.val_interval=10')
+        log = train(config, workdir, 'work', 2, 'train_cfg.val_interval=10')
     assert 'Iter(train) [2/2]' in log and (workdir / 'work' / 'iter_2.pth').is_file(), log[-3000:]
     if marker:
         assert re.search(rf'{marker}: [\d.]+', log)
@@ -180,7 +192,7 @@ def test_ablation_rows_train(config, marker, workdir, monkeypatch):
 def test_torchrun_two_cpu_processes(workdir):
     proc = run_tool(['train.py', osp.join(CONFIGS, 'base_demo.py'), '--launcher', 'pytorch', '--work-dir', 'work',
                      '--cfg-options', 'train_cfg.max_iters=2', 'train_dataloader.batch_size=2', *FAST],
-                    workdir, launcher=torchrun(2), env={'OMP_NUM_THREADS': '1'})
+                    workdir, launcher=torchrun(2))
     out = proc.stdout + proc.stderr
     assert 'Distributed training: True' in out and 'Iter(train) [2/2]' in out, out[-3000:]
     assert len(VAL_LINE.findall(out)) == 1
@@ -188,7 +200,7 @@ def test_torchrun_two_cpu_processes(workdir):
     assert sd['generator_ema.steps'].item() == 2
 
 
-def test_celeba_hq_256_config_with_folder_masks(workdir, monkeypatch):
+def test_celeba_hq_256_config_with_folder_masks(workdir):
     """The seed-scale Base config on a tiny stand-in CelebA-HQ tree: 256x256 images, masks from a folder."""
     from plugins.inpaint.mask_transform import generate_mask
     from plugins.inpaint.sampling import square_resize
@@ -201,8 +213,8 @@ def test_celeba_hq_256_config_with_folder_masks(workdir, monkeypatch):
     os.makedirs(root / 'masks/irregular')
     for i in range(2):  # 128x128 masks: the config resizes them to the images (resize=True)
         cv2.imwrite(str(root / f'masks/irregular/m{i}.png'), generate_mask((128, 128), 'ff', seed=i)[..., 0] * 255)
-    monkeypatch.chdir(workdir)
-    log = train('base_celeba-hq_256.py', 'work', 1, 'train_cfg.val_interval=1', 'default_hooks.checkpoint.interval=1',
-                'train_dataloader.batch_size=1', 'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
+    log = train('base_celeba-hq_256.py', workdir, 'work', 1, 'train_cfg.val_interval=1',
+                'default_hooks.checkpoint.interval=1', 'train_dataloader.batch_size=1',
+                'train_dataloader.num_workers=0', 'val_dataloader.num_workers=0',
                 'model.encdec.base_channels=8', 'model.disc.base_channels=8')  # the data path is under test here
     assert 'Iter(train) [1/1]' in log and re.search(r'Iter\(val\) \[1/1\]\s+MAE: [\d.]+\s+PSNR', log), log[-3000:]
