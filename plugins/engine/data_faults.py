@@ -146,7 +146,7 @@ def apply_data_fault_policy_mmengine(dataset, policy: str):
         return dataset
     root = getattr(dataset, 'data_root', None)
     name = f'{type(dataset).__name__}' + (f' at {root}' if root else '')
-    return DataFaultPolicy(dataset, name, policy, None, option=f"on_data_fault='skip' in its dataloader config",
+    return DataFaultPolicy(dataset, name, policy, None, option="on_data_fault='skip' in its dataloader config",
                            get_logger=mmengine_logger)
 
 

@@ -77,7 +77,7 @@ def format_runs_tables(runs: Dict[str, Dict[str, Dict[str, float]]]) -> str:
     splits = list(next(iter(runs.values())))
     out = []
     for m in metrics:
-        out.append(f'| run | ' + ' | '.join(f'{s} {m}' for s in splits) + ' |')
+        out.append('| run | ' + ' | '.join(f'{s} {m}' for s in splits) + ' |')
         out.append('|' + '---|' * (len(splits) + 1))
         for run, summary in runs.items():
             cells = [f'{summary[s][m]:.4f}' if m in summary.get(s, {}) else '-' for s in splits]

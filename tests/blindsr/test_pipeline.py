@@ -1,98 +1,94 @@
 """Blind SR line end to end: every options file of options/train/blindsr trains a few iterations through
-tools/train.py (the demo one also with 2-process torchrun), validation per degradation task, tools/test.py on the
-fixed-task test options, tools/infer.py with a support folder and with self-support, and the bad-input errors."""
+tools/train.py in this process (the demo one also with 2-process torchrun), validation per degradation task,
+tools/test.py on the fixed-task test options, tools/infer.py with a support folder and with self-support, and the
+bad-input errors."""
 import glob
-import importlib.util
 import os
 import re
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, quick_overrides, run_tool, torchrun, write_options
+from tests.conftest import build_once, make_workdir
+from tests.helpers import call_tool, options, quick, repo_path, run_options, run_tool, torchrun, write_options
 
-ONE_THREAD = {'OMP_NUM_THREADS': '1'}
 torch.set_num_threads(1)
 DEMO = 'options/train/blindsr/cmdsr_x4_demo.yml'
 PLAIN = 'options/train/blindsr/basenet_x4_demo.yml'
-PAPER = 'options/train/blindsr/cmdsr_x4_paper.yml'
-REALESRGAN = 'options/train/blindsr/cmdsr_x4_realesrgan.yml'
 TEST = 'options/test/blindsr/cmdsr_x4_fixed_tasks.yml'
+TRAIN_OPTIONS = sorted(os.path.relpath(p, repo_path('')) for p in glob.glob(repo_path('options/train/blindsr/*.yml')))
 # A small network, 2 tasks of small crops, 2 iterations, and 24x24-pixel validation crops: seconds per run.
-SMALL = {
-    **quick_overrides(total_iter=2, every=2, batch=2),
-    r'^  num_feat: 64': '  num_feat: 16',
-    r'^  num_block: (10|23)': '  num_block: 2',
-    r'^    gt_crop: ~': '    gt_crop: 96',
-    r'^    cache_images: true.*': '    cache_images: false',
-}
-DEMO_DATA = {r'datasets/DIV2K/DIV2K_train_HR$': 'datasets/demo/train/HR',
-             r'datasets/Set5/GTmod12$': 'datasets/demo/val/HR',
-             r'^num_gpu: auto': 'num_gpu: 0',
-             r'^    num_worker_per_gpu: \d+': '    num_worker_per_gpu: 0'}
+SMALL_NET = {'network_g:num_feat': 16, 'network_g:num_block': 2}
+# The options written for DIV2K/Set5 (paper, Real-ESRGAN) on the demo data with small tasks (the keys they have).
+DEMO_DATA = {'num_gpu': 0, 'datasets:train:dataroot_gt': 'datasets/demo/train/HR',
+             'datasets:val:dataroot_gt': 'datasets/demo/val/HR', 'datasets:train:gt_size': 32,
+             'datasets:train:patches_per_task': 4, 'network_g:support_size': 2, 'datasets:val:support_size': 2,
+             'datasets:val:support_patch': 8}
 
 
-@pytest.fixture(scope='module')
-def blind_dir(tmp_path_factory, demo_data):
-    """A working directory with the demo data, shared by this module's runs."""
-    path = tmp_path_factory.mktemp('blindsr')
-    os.makedirs(path / 'datasets')
-    os.symlink(demo_data, path / 'datasets' / 'demo')
-    return path
+def _has(opt: dict, key: str) -> bool:
+    node = opt
+    for part in key.split(':'):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
-def _log(workdir, name: str) -> str:
-    logs = sorted(glob.glob(str(workdir / 'experiments' / name / 'train_*.log')))
-    assert logs, f'no training log for {name}'
-    return open(logs[-1]).read()
+def small(rel: str) -> dict:
+    """Overrides for a 2-iteration run of ``rel``: SMALL_NET, 96-pixel validation crops, no image cache, and for
+    the options written for DIV2K/Set5 the demo data and small tasks."""
+    opt = options(rel)
+    overrides = {**quick(rel, total_iter=2, every=2, batch=2), **SMALL_NET}
+    overrides.update({f'datasets:{phase}:gt_crop': 96 for phase, ds in opt['datasets'].items()
+                      if 'gt_crop' in ds and ds['gt_crop'] is None})
+    if _has(opt, 'datasets:train:cache_images'):
+        overrides['datasets:train:cache_images'] = False
+    if not opt['datasets']['train']['dataroot_gt'].startswith('datasets/demo/'):
+        overrides.update({k: v for k, v in DEMO_DATA.items() if _has(opt, k)})
+    return overrides
 
 
 def _psnr_per_task(log: str) -> dict:
     return {m[0]: float(m[1]) for m in re.findall(r'Validation (\S+)\n\s+# psnr: ([\d.]+)', log)}
 
 
-def _other_options_overrides(src: str) -> dict:
-    """SMALL + demo data + small tasks for the paper / Real-ESRGAN / plain options (those keys they have)."""
-    replace = {**SMALL, **DEMO_DATA,
-               r'^    gt_size: (192|256)': '    gt_size: 32',
-               r'^    patches_per_task: (40|12)': '    patches_per_task: 4',
-               r'^  support_size: (20|6)': '  support_size: 2',
-               r'^    support_size: (20|6)': '    support_size: 2',
-               r'^    support_patch: (48|64)': '    support_patch: 8'}
-    text = open(os.path.join(REPO, src)).read()
-    return {k: v for k, v in replace.items() if re.search(k, text, re.M)}
+def _run(folder, rel) -> SimpleNamespace:
+    """A run of the shared ``trained`` folder: its options as run and experiment folder."""
+    path = folder / os.path.basename(rel)
+    opt = options(str(path))
+    return SimpleNamespace(options_file=path, opt=opt, folder=folder / 'experiments' / opt['name'],
+                           checkpoint=folder / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth')
 
 
-@pytest.fixture(scope='module')
-def trained(blind_dir):
-    """Train every options file of options/train/blindsr for 2 iterations through tools/train.py, the four runs
-    at once (the 2 cores are shared; each run is one thread). Returns {options file: completed process}."""
-    runs = {DEMO: write_options(DEMO, blind_dir / 'demo.yml', SMALL)}
-    for src in (PLAIN, PAPER, REALESRGAN):
-        runs[src] = write_options(src, blind_dir / os.path.basename(src), _other_options_overrides(src))
-    env = dict(os.environ, PYTHONUNBUFFERED='1', **ONE_THREAD)
-    procs = {src: subprocess.Popen([sys.executable, os.path.join(REPO, 'tools', 'train.py'), '-opt', opt],
-                                   cwd=str(blind_dir), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True) for src, opt in runs.items()}
-    done = {}
-    for src, proc in procs.items():
-        out, err = proc.communicate(timeout=900)
-        assert proc.returncode == 0, f'{src} exited {proc.returncode}\n{out[-3000:]}\n{err[-5000:]}'
-        done[src] = proc
-    return done
+def _log(run) -> str:
+    logs = sorted(glob.glob(str(run.folder / 'train_*.log')), key=os.path.getmtime)
+    assert logs, f'no training log in {run.folder}'
+    return open(logs[-1]).read()
 
 
-@pytest.fixture(scope='module')
-def demo_checkpoint(blind_dir, trained):
-    return blind_dir / 'experiments/101_CMDSR_x4_demo/models/net_g_latest.pth'
+@pytest.fixture(scope='session')
+def trained(shared_dir, demo_data) -> dict:
+    """Every options file of options/train/blindsr trained for 2 iterations through tools/train.py in this process,
+    once per session, in one shared folder: {options file: run}. Tests must not write there."""
+    def build(folder):
+        make_workdir(folder, demo_data)
+        for rel in TRAIN_OPTIONS:
+            run_options(rel, folder, small(rel))
+    folder = build_once(shared_dir, 'blindsr_trained', build)
+    return {rel: _run(folder, rel) for rel in TRAIN_OPTIONS}
 
 
-def test_demo_training_steps_validation_per_task_and_checkpoint(blind_dir, demo_checkpoint):
-    log = _log(blind_dir, '101_CMDSR_x4_demo')
+@pytest.fixture
+def demo_run(trained):
+    return trained[DEMO]
+
+
+def test_demo_training_steps_validation_per_task_and_checkpoint(demo_run):
+    log = _log(demo_run)
     first = re.search(r'iter:\s+1,.*', log).group(0)
     second = re.search(r'iter:\s+2,.*', log).group(0)
     # the ConditionNet step runs at iteration 1 (and then every 10th), the BaseNet steps every iteration
@@ -101,43 +97,45 @@ def test_demo_training_steps_validation_per_task_and_checkpoint(blind_dir, demo_
     assert 'l_contrast' not in second and 'l_pix' in second
     psnr = _psnr_per_task(log)
     assert set(psnr) == {'blur2.6_noise15', 'blur1.0_noise0'} and all(v > 0 for v in psnr.values())
-    ckpt = torch.load(demo_checkpoint, map_location='cpu', weights_only=True)
+    ckpt = torch.load(demo_run.checkpoint, map_location='cpu', weights_only=True)
     for key in ('params', 'params_ema'):
         assert any(k.startswith('sr_net.modulations.') for k in ckpt[key])
         assert any(k.startswith('condition_net.') for k in ckpt[key])
-    state = torch.load(blind_dir / 'experiments/101_CMDSR_x4_demo/training_states/2.state', map_location='cpu',
-                       weights_only=False)
+    state = torch.load(demo_run.folder / 'training_states' / '2.state', map_location='cpu', weights_only=False)
     assert len(state['optimizers']) == 2 and len(state['schedulers']) == 2  # BaseNet and ConditionNet
     sr_params = state['optimizers'][0]['param_groups'][0]['params']
     cond_params = state['optimizers'][1]['param_groups'][0]['params']
     assert len(sr_params) == 8 * 2 + 4 * 2 and len(cond_params) == 4 * 2  # 8 convs + 4 modulations; 4 convs
 
 
-def test_fixed_task_test_options_report_psnr_per_task(blind_dir, demo_checkpoint):
-    opt = write_options(TEST, blind_dir / 'test.yml', {
-        r'^  num_feat: 64': '  num_feat: 16', r'^  num_block: 10': '  num_block: 2',
-        r'^    gt_crop: ~': '    gt_crop: 96',
-        r'experiments/101_CMDSR_x4_demo/models/net_g_latest.pth': str(demo_checkpoint)})
-    run_tool(['test.py', '-opt', opt], blind_dir, env=ONE_THREAD)
-    logs = glob.glob(str(blind_dir / 'results/101_CMDSR_x4_demo_test/test_*.log'))
-    text = open(logs[-1]).read()
+def test_fixed_task_test_options_report_psnr_per_task(workdir, demo_run):
+    overrides = {**SMALL_NET, 'path:pretrain_network_g': str(demo_run.checkpoint)}
+    overrides.update({f'datasets:{phase}:gt_crop': 96 for phase in options(TEST)['datasets']})
+    run = run_options(TEST, workdir, overrides, train=False)
+    text = run.log('test_*.log')
     for task in ('blur2.6_noise15', 'blur0_noise0', 'blur1.5_noise50', 'blur3.5_noise5'):
         assert re.search(rf'Validation {re.escape(task)}\n\s+# psnr: [\d.]+', text), task
-    assert glob.glob(str(blind_dir / 'results/101_CMDSR_x4_demo_test/visualization/blur2.6_noise15/*.png'))
+    assert glob.glob(str(run.folder / 'visualization' / 'blur2.6_noise15' / '*.png'))
 
 
-@pytest.mark.parametrize('name', ['102_BaseNet_x4_demo', '100_CMDSR_x4_paper', '103_CMDSR_RRDB_x4_realesrgan'])
-def test_other_training_options_run(blind_dir, trained, name):
-    psnr = _psnr_per_task(_log(blind_dir, name))
+def test_test_options_read_the_demo_checkpoint():
+    assert options(TEST)['path']['pretrain_network_g'] == \
+        f"experiments/{options(DEMO)['name']}/models/net_g_latest.pth"
+
+
+@pytest.mark.parametrize('rel', [p for p in TRAIN_OPTIONS if p != DEMO], ids=lambda p: os.path.basename(p)[:-4])
+def test_other_training_options_run(trained, rel):
+    psnr = _psnr_per_task(_log(trained[rel]))
     assert psnr and all(v > 0 for v in psnr.values())
 
 
-def test_torchrun_two_processes(blind_dir):
-    opt = write_options(DEMO, blind_dir / 'ddp.yml', {**SMALL, r'^name: .*': 'name: 104_CMDSR_ddp'})
-    run_tool(['train.py', '-opt', opt, '--launcher', 'pytorch'], blind_dir, env=ONE_THREAD, launcher=torchrun(2))
-    log = _log(blind_dir, '104_CMDSR_ddp')
+def test_torchrun_two_processes(workdir):
+    opt = write_options(DEMO, workdir / 'ddp.yml', small(DEMO))
+    run_tool(['train.py', '-opt', opt, '--launcher', 'pytorch'], workdir, launcher=torchrun(2))
+    run_folder = workdir / 'experiments' / options(DEMO)['name']
+    log = _log(SimpleNamespace(folder=run_folder))
     assert 'l_contrast' in log and _psnr_per_task(log)
-    assert os.path.isfile(blind_dir / 'experiments/104_CMDSR_ddp/models/net_g_latest.pth')
+    assert os.path.isfile(run_folder / 'models' / 'net_g_latest.pth')
 
 
 def test_mismatched_patches_per_task_is_refused():
@@ -163,36 +161,28 @@ def _write_images(folder, sizes, channels=3):
 
 
 @pytest.fixture(scope='module')
-def infer_setup(blind_dir, demo_checkpoint):
-    opt = write_options(DEMO, blind_dir / 'infer.yml', {r'^  num_feat: 64': '  num_feat: 16',
-                                                        r'^  num_block: 10': '  num_block: 2'})
-    inputs = _write_images(blind_dir / 'infer_in', [(20, 24)])
-    return blind_dir, opt, str(demo_checkpoint), inputs
+def infer_setup(tmp_path_factory, trained):
+    folder = tmp_path_factory.mktemp('blindsr_infer')
+    opt = write_options(DEMO, folder / 'infer.yml', SMALL_NET)
+    inputs = _write_images(folder / 'infer_in', [(20, 24)])
+    return folder, opt, str(trained[DEMO].checkpoint), inputs
 
 
-def _infer(setup, *extra, capsys=None, monkeypatch=None):
+def _infer(setup, *extra, capsys=None):
     """Run tools/infer.py's main() in this process (the imports are paid once); returns (exit code, stderr)."""
     workdir, opt, ckpt, inputs = setup
-    spec = importlib.util.spec_from_file_location('blindsr_infer_tool', os.path.join(REPO, 'tools', 'infer.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    monkeypatch.chdir(workdir)
-    capsys.readouterr()
-    try:
-        tool.main(['-opt', opt, '--checkpoint', ckpt, '--input', inputs, '--device', 'cpu', *extra])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    run = call_tool(['infer.py', '-opt', opt, '--checkpoint', ckpt, '--input', inputs, '--device', 'cpu', *extra],
+                    workdir, capsys, check=False)
+    return run.status, run.err
 
 
-def test_infer_with_a_support_folder_and_with_self_support(infer_setup, capsys, monkeypatch):
+def test_infer_with_a_support_folder_and_with_self_support(infer_setup, capsys):
     workdir = infer_setup[0]
     support = _write_images(workdir / 'support_ok', [(10, 12)] * 5)
     runs = [('--support', support, '--output', str(workdir / 'out_folder')),
             ('--self-support', '--output', str(workdir / 'out_self'), '--tile', '12', '--tile-pad', '2')]
     for extra in runs:
-        code, err = _infer(infer_setup, *extra, capsys=capsys, monkeypatch=monkeypatch)
+        code, err = _infer(infer_setup, *extra, capsys=capsys)
         assert code == 0, err
     for out in ('out_folder', 'out_self'):
         files = glob.glob(str(workdir / out / '*.png'))
@@ -207,7 +197,7 @@ def test_infer_with_a_support_folder_and_with_self_support(infer_setup, capsys, 
     ('none', 'needs a support set: give --support DIR'),
     ('both', 'not both'),
 ])
-def test_infer_bad_support_input(infer_setup, case, message, capsys, monkeypatch):
+def test_infer_bad_support_input(infer_setup, case, message, capsys):
     workdir = infer_setup[0]
     folder = workdir / f'support_{case}'
     if case == 'empty':
@@ -219,20 +209,20 @@ def test_infer_bad_support_input(infer_setup, case, message, capsys, monkeypatch
     elif case == 'count':
         _write_images(folder, [(10, 12)] * 3)
     extra = {'none': [], 'both': ['--support', str(folder), '--self-support']}.get(case, ['--support', str(folder)])
-    code, err = _infer(infer_setup, *extra, capsys=capsys, monkeypatch=monkeypatch)
+    code, err = _infer(infer_setup, *extra, capsys=capsys)
     assert code == 2 and message in err, err
 
 
-def test_task_evaluation_of_the_comparison_tool(blind_dir, trained, demo_data):
-    """The benchmark behind tools/compare_blindsr.py: PSNR per task for CMDSR (with its own and another task's
+def test_task_evaluation_of_the_comparison_tool(trained, demo_data):
+    """The benchmark behind tools/blindsr/compare.py: PSNR per task for CMDSR (with its own and another task's
     support), the unconditioned BaseNet and bicubic, on the same seeded LR images."""
     from plugins.blindsr.task_evaluation import evaluate_tasks, markdown_table, task_datasets
     from plugins.engine.basicsr.networks import build_network_from_options, load_network_weights
     nets = {}
-    for name, yml in (('cmdsr', 'demo.yml'), ('plain', 'basenet_x4_demo.yml')):
-        net = build_network_from_options(str(blind_dir / yml))
-        exp = {'cmdsr': '101_CMDSR_x4_demo', 'plain': '102_BaseNet_x4_demo'}[name]
-        load_network_weights(net, str(blind_dir / 'experiments' / exp / 'models/net_g_latest.pth'))
+    for name, rel in (('cmdsr', DEMO), ('plain', PLAIN)):
+        run = trained[rel]
+        net = build_network_from_options(str(run.options_file))
+        load_network_weights(net, str(run.checkpoint))
         nets[name] = net.eval()
     tasks = task_datasets(f'{demo_data}/val/HR', 4, [(0, 0), (2.6, 15)], support_size=5, support_patch=12)
     for ds in tasks:

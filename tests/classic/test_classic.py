@@ -1,17 +1,20 @@
-"""Classic SR line (seed 002): SRCNN/FSRCNN networks, the HR-only dataset, every options file, the ablation tool."""
+"""Classic SR line (seed 002): SRCNN/FSRCNN networks, the HR-only dataset, every x2 options file, SRCNN x2 against
+bicubic through the demo tool, the ablation tool."""
 import glob
 import json
+import os
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, run_tool, write_options, quick_overrides
+from tests.classic.conftest import SRCNN_BUDGET, SRCNN_DEMO, small_val_overrides
+from tests.helpers import call_tool, load_tool, options, quick, repo_path, run_options, write_options
 
-QUICK = quick_overrides()
-X2_OPTIONS = ['srcnn_x2_mse.yml', 'srcnn_x2_l1.yml', 'fsrcnn_x2_mse.yml', 'fsrcnn_x2_l1.yml', 'fsrcnn_x2_in.yml',
-              'fsrcnn_x2_wide_mse.yml', 'fsrcnn_x2_wide_l1.yml', 'fsrcnn_x2_paper.yml']
+# Every x2 options file but the demo's (trained by the srcnn_x2_trained fixture for the bicubic comparison).
+X2_OPTIONS = sorted(osp.relpath(p, repo_path('')) for p in glob.glob(repo_path('options/train/classic/*.yml'))
+                    if options(p)['scale'] == 2 and not p.endswith(SRCNN_DEMO))
 
 
 def n_params(net):
@@ -93,28 +96,58 @@ def test_hr_only_dataset_errors(demo_data, tmp_path):
         _dataset(dataroot_gt=str(tmp_path), scale=2, phase='val')
 
 
-@pytest.mark.parametrize('name', X2_OPTIONS)
-def test_every_x2_options_file_trains_and_validates(workdir, name):
-    opt = write_options(f'options/train/classic/{name}', workdir / name, QUICK)
-    run_tool(['train.py', '-opt', opt], workdir)
-    assert glob.glob(str(workdir / 'experiments' / '*' / 'models' / 'net_g_latest.pth'))
-    log = open(glob.glob(str(workdir / 'experiments' / '*' / 'train_*.log'))[0]).read()
+@pytest.mark.parametrize('rel', X2_OPTIONS, ids=osp.basename)
+def test_every_x2_options_file_trains_and_validates(workdir, small_val, rel):
+    """Two iterations of batch 2, validation (on two 64x64 crops of the validation images) and checkpoint."""
+    run = run_options(rel, workdir, {**quick(rel), **small_val_overrides(rel, small_val)})
+    assert (run.models / 'net_g_latest.pth').is_file()
+    log = run.log('train_*.log')
     assert '# psnr:' in log and '# ssim:' in log
 
 
-def test_srcnn_x2_beats_bicubic_after_short_cpu_training(workdir):
-    """The demo options (600 iterations, ~1 minute on 2 cores), scored by tools/demo.py on the validation split."""
-    opt = write_options('options/train/classic/srcnn_x2.yml', workdir / 'srcnn.yml',
-                        {r'^  use_tb_logger: true': '  use_tb_logger: false'})
-    run_tool(['demo.py', '-opt', opt], workdir)
-    metrics = json.load(open(workdir / 'results' / 'demo' / '001_SRCNN_x2_Y_demo.json'))
+def test_srcnn_x2_beats_bicubic_after_short_cpu_training(srcnn_x2_trained, workdir, capsys):
+    """SRCNN x2 of the demo options trained on CPU at a short budget (SRCNN_BUDGET, tests/classic/conftest.py: 2000
+    iterations of batch 4, 32x32 crops), scored by tools/classic/demo.py --skip-training on the validation split:
+    better than bicubic on every image."""
+    assert srcnn_x2_trained.opt == options(SRCNN_DEMO, SRCNN_BUDGET)  # the demo's options but for the budget
+    os.symlink(srcnn_x2_trained.workdir / 'experiments', workdir / 'experiments')
+    run = call_tool(['classic/demo.py', '-opt', srcnn_x2_trained.options_file, '--skip-training',
+                     '--output', 'results/demo'], workdir, capsys)
+    name = srcnn_x2_trained.opt['name']
+    metrics = json.load(open(workdir / 'results' / 'demo' / f'{name}.json'))
     assert metrics['param_key'] == 'params_ema'
+    assert metrics['checkpoint'] == osp.join('experiments', name, 'models', 'net_g_latest.pth')
+    assert len(metrics['images']) == 3
     for image in metrics['images']:
         assert image['psnr_ours'] > image['psnr_bicubic'], image
     assert metrics['mean']['psnr_ours'] > metrics['mean']['psnr_bicubic'] + 0.1
     import cv2
-    picture = cv2.imread(str(workdir / 'results' / 'demo' / '001_SRCNN_x2_Y_demo.png'))
+    picture = cv2.imread(str(workdir / 'results' / 'demo' / f'{name}.png'))
     assert picture is not None and picture.shape[1] > 1000
+    assert f"picture: {osp.join('results', 'demo', name + '.png')}" in run.out
+
+
+def test_demo_tool_trains_with_tools_train_py_then_scores(workdir, small_val, monkeypatch):
+    """Without --skip-training the demo tool runs `python tools/train.py -opt <options>` first, then scores the
+    checkpoint that run wrote (here the training command runs in this process, for two iterations, and the
+    validation split is two 64x64 crops)."""
+    demo = load_tool('classic/demo.py')
+    commands = []
+
+    def train_here(cmd, check):
+        commands.append(cmd)
+        assert check and cmd[2] == '-opt'
+        run_options(cmd[3], workdir, name='as_run')
+    monkeypatch.setattr(demo.subprocess, 'run', train_here)
+    path = write_options(SRCNN_DEMO, workdir / 'demo.yml',
+                         {**quick(SRCNN_DEMO), **small_val_overrides(SRCNN_DEMO, small_val)})
+    monkeypatch.chdir(workdir)
+    demo.main(['-opt', path, '--output', 'out'])
+    assert commands == [[demo.sys.executable, repo_path('tools/train.py'), '-opt', path]]
+    name = options(SRCNN_DEMO)['name']
+    metrics = json.load(open(workdir / 'out' / f'{name}.json'))
+    assert metrics['param_key'] == 'params_ema' and [i['name'] for i in metrics['images']] == ['chelsea', 'rocket']
+    assert (workdir / 'out' / f'{name}.png').is_file()
 
 
 def test_parse_validation_log():
@@ -125,22 +158,26 @@ def test_parse_validation_log():
     assert parse_validation_log(log, 100) == {'iter': [100, 200], 'psnr': [20.5, 25.0], 'ssim': [0.5, 0.7]}
 
 
-def test_ablate_tool_writes_table_plot_and_json(workdir):
-    opts = [write_options(f'options/train/classic/{n}', workdir / n, {r'^    num_worker_per_gpu: \d+':
-                                                                      '    num_worker_per_gpu: 0'})
-            for n in ('srcnn_x2_l1.yml', 'fsrcnn_x2_in.yml')]
-    proc = run_tool(['ablate.py', '-opt', *opts, '--iters', '4', '--val-freq', '2', '--out', 'docs_out/abl',
-                     '--force_yml', 'datasets:train:batch_size_per_gpu=2'], workdir)
+def test_ablate_tool_writes_table_plot_and_json(workdir, small_val, capsys):
+    """tools/classic/ablate.py in this process; each of its runs is a tools/train.py process, as for a user
+    (validated on two 64x64 crops of the validation images, given to every run by --force_yml)."""
+    rels = ('options/train/classic/srcnn_x2_l1.yml', 'options/train/classic/fsrcnn_x2_in.yml')
+    opts = [write_options(rel, workdir / osp.basename(rel), {'datasets:train:num_worker_per_gpu': 0}) for rel in rels]
+    run = call_tool(['classic/ablate.py', '-opt', *opts, '--iters', '4', '--val-freq', '2', '--output',
+                     'docs_out/abl', '--force_yml', 'datasets:train:batch_size_per_gpu=2',
+                     f"datasets:val:dataroot_gt={small_val / 'HR'}"], workdir, capsys)
     table = open(workdir / 'docs_out' / 'abl.md').read()
-    assert '| bicubic |' in table and '| 003_SRCNN_x2_L1 | SRCNN | L1Loss | 57,281 |' in table
-    assert '| 006_FSRCNN_IN_x2_MSE | FSRCNN | MSELoss | 15,809 |' in table
+    srcnn, fsrcnn = (options(rel)['name'] for rel in rels)
+    assert '| bicubic |' in table and f'| {srcnn} | SRCNN | L1Loss | 57,281 |' in table
+    assert f'| {fsrcnn} | FSRCNN | MSELoss | 15,809 |' in table
     data = json.load(open(workdir / 'docs_out' / 'abl.json'))
     assert [r['curves']['iter'] for r in data['runs']] == [[2, 4], [2, 4]]
     assert (workdir / 'docs_out' / 'abl.png').stat().st_size > 10000
-    assert 'plot: docs_out/abl.png' in proc.stdout
+    assert 'plot: docs_out/abl.png' in run.out
 
 
-def test_ablate_tool_rejects_a_budget_that_is_not_a_multiple_of_val_freq(workdir):
-    proc = run_tool(['ablate.py', '-opt', f'{REPO}/options/train/classic/srcnn_x2_l1.yml', '--iters', '5',
-                     '--val-freq', '2'], workdir, check=False)
-    assert proc.returncode == 2 and 'must be a positive multiple of --val-freq' in proc.stderr
+def test_ablate_tool_rejects_a_budget_that_is_not_a_multiple_of_val_freq(workdir, capsys):
+    run = call_tool(['classic/ablate.py', '-opt', repo_path('options/train/classic/srcnn_x2_l1.yml'), '--iters', '5',
+                     '--val-freq', '2'], workdir, capsys, check=False)
+    assert run.status == 2 and 'must be a positive multiple of --val-freq' in run.err
+    assert not (workdir / 'experiments').exists()  # refused before any run

@@ -1,16 +1,15 @@
 """tools/benchmark.py and plugins/common/complexity.py: parameters, exact FLOPs, latency, input size and errors."""
 import json
-import os.path as osp
 
 import pytest
-from tests.helpers import REPO, run_tool
+from tests.helpers import call_tool, repo_path
 
 import plugins  # noqa: F401
 from plugins.classic.srcnn_arch import SRCNN
 from plugins.common.complexity import benchmark, count_flops, count_parameters, resolve_input_size
 from plugins.engine.errors import OptionsError
 
-OPTIONS = osp.join(REPO, 'options', 'train', 'classic', 'srcnn_x2.yml')
+OPTIONS = repo_path('options/train/classic/srcnn_x2.yml')
 
 
 def srcnn_flops(n, cin, h, w, scale=2, feats=(64, 32), kernels=(9, 5, 5)):
@@ -21,18 +20,20 @@ def srcnn_flops(n, cin, h, w, scale=2, feats=(64, 32), kernels=(9, 5, 5)):
     return 2 * macs_per_pixel * n * (h * scale) * (w * scale)
 
 
-def test_benchmark_cli_srcnn(tmp_path):
-    proc = run_tool(['benchmark.py', '-opt', OPTIONS, '--input-size', '1x1x32x32', '--runs', '2', '--warmup', '1',
-                     '--device', 'cpu', '--json', 'out.json'], cwd=tmp_path)
-    assert '57,281' in proc.stdout
-    assert 'FlopCounterMode' in proc.stdout and 'NOT count' in proc.stdout
+@pytest.mark.parametrize('flag', ['--output', '--json'])  # --json: the former name, kept as an alias
+def test_benchmark_cli_srcnn(tmp_path, capsys, flag):
+    run = call_tool(['benchmark.py', '-opt', OPTIONS, '--input-size', '1x1x32x32', '--runs', '2', '--warmup', '1',
+                     '--device', 'cpu', flag, 'out.json'], tmp_path, capsys)
+    stdout = run.out
+    assert '57,281' in stdout
+    assert 'FlopCounterMode' in stdout and 'NOT count' in stdout
     with open(tmp_path / 'out.json') as f:
         result = json.load(f)
     assert result['params'] == result['trainable_params'] == 57281
     assert srcnn_flops(1, 1, 32, 32) == 2 * 57184 * 64 * 64
     assert result['flops'] == srcnn_flops(1, 1, 32, 32) == 468_451_328
     assert result['macs'] == result['flops'] // 2
-    assert f'{result["flops"]:,}' in proc.stdout
+    assert f'{result["flops"]:,}' in stdout
     assert result['input_size'] == [1, 1, 32, 32] and result['output_size'] == [1, 1, 64, 64]
     assert result['latency_ms']['median'] > 0 and result['latency_ms']['mean'] > 0
     assert len(result['latency_ms']['all']) == 2

@@ -1,5 +1,6 @@
-"""tools/infer.py and plugins/common/tiling.py: tiled forward passes equal whole-image ones, Y/RGB colour handling,
-params_ema preferred, folder input, and clear errors."""
+"""tools/infer.py and plugins/common/tiled_inference.py: tiled forward passes equal whole-image ones, Y/RGB colour
+handling, params_ema preferred, folder input, and clear errors. The tool runs in this process (``call_tool``) except
+for the one test about its process (exit status and printed error of a real command line)."""
 import os
 import os.path as osp
 
@@ -7,17 +8,17 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from tests.helpers import REPO, run_tool
+from tests.helpers import call_tool, options, repo_path, run_tool
 
 import plugins  # noqa: F401
 from plugins.classic.srcnn_arch import SRCNN
 from plugins.common.demo_data import read_hr
-from plugins.engine.errors import OptionsError
 from plugins.common.image_io import list_images
-    from plugins.common.tiled_inference import super_resolve, tile_forward
+from plugins.common.tiled_inference import super_resolve, tile_forward
+from plugins.engine.errors import OptionsError
 
-OPTIONS = osp.join(REPO, 'options', 'test', 'classic', 'srcnn_x2.yml')  # SRCNN x2, one input channel (Y)
-SUFFIX = '001_SRCNN_x2_Y_demo_test'  # the options' name, the default suffix
+OPTIONS = repo_path('options/test/classic/srcnn_x2.yml')  # SRCNN x2, one input channel (Y)
+SUFFIX = options(OPTIONS)['name']  # the options' name, the default suffix
 
 
 def identity_srcnn(channels: int, scale: int, noise: float = 0., seed: int = 0) -> SRCNN:
@@ -95,15 +96,15 @@ def images(tmp_path):
     return folder, ckpt, ema, params
 
 
-def test_infer_cli_tiled_untiled_and_params_ema(tmp_path, images):
+def test_infer_cli_tiled_untiled_and_params_ema(tmp_path, images, capsys):
     folder, ckpt, ema, params = images
-    proc = run_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', ckpt, '--input', str(folder), '--tile', '48',
-                     '--tile-pad', '10', '--device', 'cpu'], cwd=tmp_path)
-    assert 'params_ema' in proc.stdout
+    run = call_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', ckpt, '--input', folder, '--tile', '48',
+                     '--tile-pad', '10', '--device', 'cpu'], tmp_path, capsys)
+    assert 'params_ema' in run.out
     out_dir = tmp_path / 'results' / f'{SUFFIX}_infer'  # the default output folder
     assert sorted(os.listdir(out_dir)) == [f'cat_{SUFFIX}.png', f'rocket_{SUFFIX}.png']
-    run_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', ckpt, '--input', str(folder / 'cat.png'), '--tile', '0',
-              '--output', 'whole', '--suffix', 'sr', '--device', 'cpu'], cwd=tmp_path)
+    call_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', ckpt, '--input', folder / 'cat.png', '--tile', '0',
+               '--output', 'whole', '--suffix', 'sr', '--device', 'cpu'], tmp_path, capsys)
     tiled = cv2.imread(str(out_dir / f'cat_{SUFFIX}.png')).astype(int)
     whole = cv2.imread(str(tmp_path / 'whole' / 'cat_sr.png')).astype(int)
     assert tiled.shape == whole.shape == (300, 400, 3)
@@ -116,18 +117,19 @@ def test_infer_cli_tiled_untiled_and_params_ema(tmp_path, images):
     assert np.abs(whole - expected_ema).max() <= 1  # params_ema was used
 
 
-def test_infer_cli_checkpoint_mismatch(tmp_path, images):
+def test_infer_cli_checkpoint_mismatch(tmp_path, images, capsys):
     folder, _, _, _ = images
     bad = str(tmp_path / 'rgb_net.pth')
     torch.save({'params': SRCNN(num_in_ch=3).state_dict()}, bad)
-    proc = run_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', bad, '--input', str(folder), '--device', 'cpu'],
-                    cwd=tmp_path, check=False)
-    assert proc.returncode == 2, proc.stderr
-    assert 'error:' in proc.stderr and 'rgb_net.pth' in proc.stderr and 'shape mismatch' in proc.stderr
+    run = call_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', bad, '--input', folder, '--device', 'cpu'],
+                    tmp_path, capsys, check=False)
+    assert run.status == 2, run.err
+    assert 'error:' in run.err and 'rgb_net.pth' in run.err and 'shape mismatch' in run.err
     assert not osp.exists(tmp_path / 'results')  # nothing written
 
 
 def test_infer_cli_missing_input(tmp_path, images):
+    """The real command line: exit status 2 and the error on stderr."""
     _, ckpt, _, _ = images
     proc = run_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', ckpt, '--input', 'nowhere/img.png'],
                     cwd=tmp_path, check=False)

@@ -1,54 +1,53 @@
 """Low-light line: synthetic pairs, the LOL-layout dataset, training (PSNR above the input's), every options file
-through tools/train.py and tools/test.py, and tools/infer.py --brightness."""
+through tools/train.py and tools/test.py, and tools/infer.py --brightness (all in this process)."""
 import glob
-import importlib.util
 import json
 import os
 import os.path as osp
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from tests.helpers import REPO, quick_overrides, write_options
+from tests.conftest import build_once
+from tests.helpers import call_tool, options, quick, repo_path, run_options
 
 import plugins  # noqa: F401
 from plugins.lowlight.brightness import IMAGENET_BRIGHTNESS, parse_brightness_option
 from plugins.lowlight.lowlight_dataset import LowLightPairedDataset
 from plugins.lowlight.synthetic_pairs import make_pairs
 
-SEED_ROWS = sorted(osp.basename(p) for p in glob.glob(osp.join(REPO, 'options/train/lowlight/*.yml'))
+SEED_ROWS = sorted(osp.basename(p) for p in glob.glob(repo_path('options/train/lowlight/*.yml'))
                    if not p.endswith('_demo.yml'))
 DEMO = 'options/train/lowlight/backbone7x7_demo.yml'
+TEST = 'options/test/lowlight/backbone7x7_demo.yml'
 GAIN = {'target_gain': (0.5, 1.5)}
-torch.set_num_threads(1)  # the tools run in this process (see _run_in_process): one thread, as the house rule
+torch.set_num_threads(1)  # the tools run in this process: one thread, as the house rule
 
 
-@pytest.fixture(scope='module')
-def lowlight_root(tmp_path_factory):
-    """A working directory whose datasets/lowlight_demo (and datasets/LOL) hold small synthetic pairs."""
-    root = tmp_path_factory.mktemp('lowlight')
-    data = root / 'datasets' / 'lowlight_demo'
+def _lowlight_workdir(path, pairs) -> Path:
+    """Make ``path`` a working directory whose datasets/lowlight_demo and datasets/LOL are the synthetic pairs."""
+    os.makedirs(path / 'datasets', exist_ok=True)
+    for name in ('lowlight_demo', 'LOL'):
+        os.symlink(pairs, path / 'datasets' / name)
+    return path
+
+
+@pytest.fixture(scope='session')
+def pairs(shared_dir) -> Path:
+    """Small synthetic LOL-layout pairs (our485 / eval15), made once per session. Tests must not write there."""
     # targets re-exposed at random: only the brightness plane tells the output brightness (see the infer test)
-    make_pairs(str(data), variants=3, max_side=256, seed=0, ranges=GAIN)
-    os.symlink(data, root / 'datasets' / 'LOL')
-    return root
+    return build_once(shared_dir, 'lowlight_pairs',
+                      lambda folder: make_pairs(str(folder), variants=3, max_side=256, seed=0, ranges=GAIN))
 
 
-def _run_in_process(tool_main, argv, cwd, monkeypatch):
-    """Run a tool's main in this process (no interpreter start-up per run); SystemExit(0) counts as success."""
-    monkeypatch.chdir(cwd)
-    monkeypatch.setenv('OMP_NUM_THREADS', '1')
-    try:
-        tool_main(argv)
-    except SystemExit as err:
-        assert err.code in (0, None), f'{argv} exited {err.code}'
-
-
-def _train(opt_path, cwd, monkeypatch):
-    from plugins.engine.cli import main
-    _run_in_process(lambda argv: main(argv, is_train=True), ['-opt', str(opt_path)], cwd, monkeypatch)
+@pytest.fixture
+def lowlight_root(tmp_path, pairs) -> Path:
+    """A scratch working directory with the synthetic pairs as datasets/lowlight_demo and datasets/LOL."""
+    return _lowlight_workdir(tmp_path / 'work', pairs)
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -56,8 +55,8 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return calculate_psnr(a, b, crop_border=0)
 
 
-def test_synthetic_pairs_are_darker_reproducible_and_recorded(lowlight_root, tmp_path):
-    data = lowlight_root / 'datasets' / 'lowlight_demo'
+def test_synthetic_pairs_are_darker_reproducible_and_recorded(pairs, tmp_path):
+    data = pairs
     record = json.load(open(data / 'params.json'))
     assert record['seed'] == 0 and set(record['pairs']) == {'our485', 'eval15'}
     for pair in record['pairs']['our485']:
@@ -73,9 +72,10 @@ def test_synthetic_pairs_are_darker_reproducible_and_recorded(lowlight_root, tmp
         make_pairs(str(tmp_path / 'bad'), ranges={'gama': (1, 2)})
 
 
-def test_dataset_crops_and_augments_from_folders_and_lmdb(lowlight_root):
+def test_dataset_crops_and_augments_from_folders_and_lmdb(pairs, tmp_path):
     from plugins.common.image_io import make_lmdb
-    data = lowlight_root / 'datasets' / 'lowlight_demo'
+    data = tmp_path / 'lol'  # a copy: the LMDB folders are written next to the images
+    shutil.copytree(pairs, data)
     base = {'name': 'lol', 'dataroot': str(data), 'split': 'our485', 'phase': 'train', 'gt_size': 64,
             'use_hflip': True, 'use_rot': True, 'io_backend': {'type': 'disk'}}
     item = LowLightPairedDataset(base)[0]
@@ -99,18 +99,20 @@ def test_brightness_option_errors():
         parse_brightness_option({'mode': 'target', 'value': float('nan')})
 
 
-@pytest.fixture(scope='module')
-def trained(lowlight_root, tmp_path_factory):
-    """The CPU demo options trained for 250 iterations (batch 4, 48 crops): (working dir, checkpoint)."""
-    mp = pytest.MonkeyPatch()
-    replace = {k: v for k, v in quick_overrides(total_iter=250, every=250, batch=4).items() if 'tb_logger' not in k}
-    replace[r'gt_size: 96'] = 'gt_size: 48'
-    opt = write_options(DEMO, lowlight_root / 'demo.yml', replace)  # (the demo has no TensorBoard already)
-    _train(opt, lowlight_root, mp)
-    mp.undo()
-    ckpt = lowlight_root / 'experiments' / 'backbone7x7_demo' / 'models' / 'net_g_latest.pth'
+# The CPU demo options trained for 250 iterations (batch 4, 48x48 crops).
+TRAIN_BUDGET = {**quick(DEMO, total_iter=250, every=250, batch=4), 'datasets:train:gt_size': 48,
+                'logger:print_freq': 50}
+
+
+@pytest.fixture(scope='session')
+def trained(shared_dir, pairs):
+    """DEMO trained on TRAIN_BUDGET in this process, once per session: (its working folder, checkpoint)."""
+    def build(folder):
+        run_options(DEMO, _lowlight_workdir(folder, pairs), TRAIN_BUDGET)
+    folder = build_once(shared_dir, 'lowlight_trained', build)
+    ckpt = folder / 'experiments' / options(DEMO)['name'] / 'models' / 'net_g_latest.pth'
     assert ckpt.is_file()
-    return lowlight_root, ckpt
+    return folder, ckpt
 
 
 def test_training_raises_validation_psnr_above_the_input(trained):
@@ -118,7 +120,7 @@ def test_training_raises_validation_psnr_above_the_input(trained):
     from plugins.engine.basicsr.options import load_options
     from plugins.lowlight.brightness import add_brightness_plane, mean_luminance
     root, ckpt = trained
-    net = build_network_from_options(load_options(osp.join(REPO, DEMO)))
+    net = build_network_from_options(load_options(repo_path(DEMO)))
     load_network_weights(net, str(ckpt))
     net.eval()
     psnr_in, psnr_out = [], []
@@ -134,37 +136,33 @@ def test_training_raises_validation_psnr_above_the_input(trained):
 
 
 @pytest.mark.parametrize('name', SEED_ROWS)
-def test_seed_options_train_a_few_iterations(name, lowlight_root, tmp_path, monkeypatch):
-    replace = dict(quick_overrides(total_iter=2, every=2, batch=2))
-    replace.update({r'^num_gpu: 1.*': 'num_gpu: 0', r'gt_size: 384': 'gt_size: 144',
-                    r'^name: .*': f'name: quick_{name[:-4]}'})
-    opt = write_options(f'options/train/lowlight/{name}', tmp_path / name, replace)
-    _train(opt, lowlight_root, monkeypatch)
-    assert (lowlight_root / 'experiments' / f'quick_{name[:-4]}' / 'models' / 'net_g_latest.pth').is_file()
+def test_seed_options_train_a_few_iterations(name, lowlight_root):
+    rel = f'options/train/lowlight/{name}'
+    run = run_options(rel, lowlight_root, {**quick(rel, total_iter=2, every=2, batch=2), 'num_gpu': 0,
+                                      'datasets:train:gt_size': 144})
+    assert (run.models / 'net_g_latest.pth').is_file()
 
 
-def test_test_options_run_on_the_trained_checkpoint(trained, tmp_path, monkeypatch):
-    from plugins.engine.cli import main
-    root, ckpt = trained
-    opt = write_options('options/test/lowlight/backbone7x7_demo.yml', tmp_path / 't.yml',
-                        {r'pretrain_network_g: .*': f'pretrain_network_g: {ckpt}'})
-    _run_in_process(lambda argv: main(argv, is_train=False), ['-opt', opt], root, monkeypatch)
-    assert len(glob.glob(str(root / 'results' / 'backbone7x7_demo_test' / 'visualization' / '*' / '*.png'))) == 3
+def test_test_options_run_on_the_trained_checkpoint(trained, lowlight_root):
+    _, ckpt = trained
+    run = run_options(TEST, lowlight_root, {'path:pretrain_network_g': str(ckpt)}, train=False)
+    assert len(glob.glob(str(run.folder / 'visualization' / '*' / '*.png'))) == 3
 
 
-def _infer_main():
-    spec = importlib.util.spec_from_file_location('lowlight_infer_tool', osp.join(REPO, 'tools', 'infer.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+def test_test_options_read_the_demo_checkpoint():
+    assert options(TEST)['path']['pretrain_network_g'] == \
+        f"experiments/{options(DEMO)['name']}/models/net_g_latest.pth"
 
 
-def test_infer_brightness_raises_output_luminance_monotonically(trained, tmp_path, monkeypatch):
-    root, ckpt = trained
-    image = sorted(glob.glob(str(root / 'datasets/lowlight_demo/eval15/low/*.png')))[0]
-    args = ['-opt', osp.join(REPO, 'options/test/lowlight/backbone7x7_demo.yml'), '--checkpoint', str(ckpt),
-            '--input', image, '--output', str(tmp_path), '--suffix', 'x', '--device', 'cpu']
-    _run_in_process(_infer_main(), args + ['--brightness', '0.15', '0.35', '0.6'], root, monkeypatch)
+def _infer(args, cwd, capsys, check=True):
+    return call_tool(['infer.py', '-opt', repo_path(TEST), *args], cwd, capsys, check=check)
+
+
+def test_infer_brightness_raises_output_luminance_monotonically(trained, pairs, tmp_path, capsys):
+    _, ckpt = trained
+    image = sorted(glob.glob(str(pairs / 'eval15/low/*.png')))[0]
+    args = ['--checkpoint', ckpt, '--input', image, '--output', tmp_path, '--suffix', 'x', '--device', 'cpu']
+    _infer(args + ['--brightness', '0.15', '0.35', '0.6'], tmp_path, capsys)
     stem = osp.splitext(osp.basename(image))[0]
     means = [cv2.imread(str(tmp_path / f'{stem}_x_b{v}.png'))[..., ::-1].astype(float) @ [0.299, 0.587, 0.114]
              for v in ('0.15', '0.35', '0.6')]
@@ -181,30 +179,30 @@ def test_infer_bad_brightness_options(extra, message, trained, tmp_path, capsys)
     _, ckpt = trained
     image = tmp_path / 'a.png'
     cv2.imwrite(str(image), np.full((64, 64, 3), 20, np.uint8))
-    with pytest.raises(SystemExit) as err:
-        _infer_main()(['-opt', osp.join(REPO, 'options/test/lowlight/backbone7x7_demo.yml'), '--checkpoint',
-                       str(ckpt), '--input', str(image), '--output', str(tmp_path), '--device', 'cpu'] + extra)
-    assert err.value.code == 2 and message in capsys.readouterr().err
+    run = _infer(['--checkpoint', ckpt, '--input', image, '--output', tmp_path, '--device', 'cpu'] + extra, tmp_path,
+                 capsys, check=False)
+    assert run.status == 2 and message in run.err
 
 
 def test_infer_too_small_image(trained, tmp_path, capsys):
     _, ckpt = trained
     image = tmp_path / 'small.png'
     cv2.imwrite(str(image), np.full((20, 30, 3), 20, np.uint8))
-    with pytest.raises(SystemExit):
-        _infer_main()(['-opt', osp.join(REPO, 'options/test/lowlight/backbone7x7_demo.yml'), '--checkpoint',
-                       str(ckpt), '--input', str(image), '--output', str(tmp_path), '--device', 'cpu',
-                       '--brightness', '0.4'])
-    assert 'small.png: Backbone7x7: the image is 20x30; both sides must be at least 33 pixels' in capsys.readouterr().err
+    run = _infer(['--checkpoint', ckpt, '--input', image, '--output', tmp_path, '--device', 'cpu', '--brightness',
+                  '0.4'], tmp_path, capsys, check=False)
+    assert run.status == 2
+    assert 'small.png: Backbone7x7: the image is 20x30; both sides must be at least 33 pixels' in run.err
 
 
-@pytest.mark.parametrize('name, replace, message', [
-    ('gen_y_backbone7x7_gt.yml', {r'^  y_opt:\n    type: L1Loss.*\n.*\n.*\n': ''}, 'train:y_opt is required for Gen_Y'),
-    ('backbone7x7_gt.yml', {r'^  mode: gt': '  mode: GT'}, "brightness.mode must be one of ('gt', 'imagenet', 'target')"),
+@pytest.mark.parametrize('name, change, message', [
+    ('gen_y_backbone7x7_gt.yml', {'delete': ['train:y_opt']}, 'train:y_opt is required for Gen_Y'),
+    ('backbone7x7_gt.yml', {'overrides': {'brightness:mode': 'GT'}},
+     "brightness.mode must be one of ('gt', 'imagenet', 'target')"),
 ])
-def test_bad_training_options_stop_before_training(name, replace, message, lowlight_root, tmp_path, monkeypatch):
-    replace = dict(quick_overrides(total_iter=2, every=2, batch=2), **{r'^num_gpu: 1.*': 'num_gpu: 0'}, **replace)
-    opt = write_options(f'options/train/lowlight/{name}', tmp_path / name, replace)
+def test_bad_training_options_stop_before_training(name, change, message, lowlight_root):
+    rel = f'options/train/lowlight/{name}'
+    overrides = {**quick(rel, total_iter=2, every=2, batch=2), 'num_gpu': 0, **change.get('overrides', {})}
     with pytest.raises(ValueError) as err:
-        _train(opt, lowlight_root, monkeypatch)
+        run_options(rel, lowlight_root, overrides, delete=change.get('delete', ()))
     assert message in str(err.value)
+    assert not glob.glob(str(lowlight_root / 'experiments' / '*' / 'models' / '*.pth'))  # no training step
