@@ -96,3 +96,12 @@ print(MODELS.get("PDGANInpaintor").__module__, MODELS.get("SRCNN"))
                           env=dict(os.environ, **ONE_THREAD))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split('\n')[:4] == ['[]', "['mmengine']", 'None None', 'plugins.inpaint.inpaintor_model None']
+
+
+def test_our_hooks_build_in_mmagics_scope():
+    """Hooks go into mmengine's root registry, so the MMagic scope of our configs (and any other) finds them."""
+    _mmagic_registrations()
+    from mmagic.registry import HOOKS as MMAGIC_HOOKS
+    with MMAGIC_HOOKS.switch_scope_and_registry('mmagic') as registry:
+        hook = registry.build(dict(type='NonFiniteGuardHook', patience=3))
+    assert type(hook).__module__ == 'plugins.engine.mmengine.hooks' and hook.patience == 3

@@ -31,6 +31,17 @@ def test_srcnn_parameter_counts(kwargs, count):
     assert n_params(SRCNN(**kwargs)) == count
 
 
+def test_srcnn_layer_sizes_shapes_and_kernel_check():
+    """Seed 002's torchsummary table: 5,248 + 51,232 + 801 = 57,281 parameters for one (Y) channel."""
+    from plugins.classic.srcnn_arch import SRCNN
+    net = SRCNN(num_in_ch=1, upscale=2)
+    assert [p.numel() for p in net.parameters()] == [5184, 64, 51200, 32, 800, 1]
+    assert net(torch.rand(2, 1, 21, 17)).shape == (2, 1, 42, 34)
+    assert SRCNN(num_in_ch=3, upscale=1)(torch.rand(1, 3, 20, 20)).shape == (1, 3, 20, 20)
+    with pytest.raises(ValueError, match='odd'):
+        SRCNN(kernel_sizes=(9, 4, 5))
+
+
 @pytest.mark.parametrize('kwargs, count', [
     (dict(form='seed'), 12809),  # the seed's table: d=56, s=12, m=4, ConvTranspose2d without stride
     (dict(form='paper'), 12809),  # same layers, stride = scale
