@@ -61,3 +61,12 @@ def make_workdir(path: Path, demo_data: str) -> Path:
 def workdir(tmp_path, demo_data) -> Path:
     """A scratch working directory with the demo data (see ``make_workdir``)."""
     return make_workdir(tmp_path, demo_data)
+
+
+@pytest.fixture(scope='session')
+def mmengine_srcnn_run(shared_dir, demo_data):
+    """(folder, log text) of the 4-iteration mmengine SRCNN run shared by tests/engine and tests/compat
+    (``tests/engine/mmengine_runs.py``), built once per session. Read it; copy ``folder / 'work'`` to write next to it."""
+    from tests.engine.mmengine_runs import mmengine_srcnn_iter4
+    folder = mmengine_srcnn_iter4(shared_dir, demo_data)
+    return folder, (folder / 'train.log').read_text()

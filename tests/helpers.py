@@ -72,7 +72,8 @@ def options(rel: str, overrides: Optional[Dict] = None, add: bool = False, delet
     return opt
 
 
-def _has(opt: Dict, key: str) -> bool:
+def has_option(opt: Dict, key: str) -> bool:
+    """Whether the options dict ``opt`` has the key ``'a:b:c'``."""
     node = opt
     for part in key.split(':'):
         if not isinstance(node, dict) or part not in node:
@@ -95,7 +96,7 @@ def quick(rel: str, total_iter: int = 2, every: int = 2, batch: int = 2, period:
             wanted[f'datasets:{phase}:batch_size_per_gpu'] = batch
     if ((opt.get('train') or {}).get('scheduler') or {}).get('type') != 'CosineAnnealingRestartLR':
         del wanted['train:scheduler:periods'], wanted['train:scheduler:restart_weights']
-    return {k: v for k, v in wanted.items() if _has(opt, k)}
+    return {k: v for k, v in wanted.items() if has_option(opt, k)}
 
 
 def write_options(rel: str, dst, overrides: Optional[Dict] = None, add: bool = False, delete: Sequence[str] = (),

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tests.conftest import build_once, make_workdir
-from tests.helpers import call_tool, options, quick, repo_path, run_options, run_tool, torchrun, write_options
+from tests.helpers import (call_tool, has_option, options, quick, repo_path, run_options, run_tool, torchrun,
+                           write_options)
 
 torch.set_num_threads(1)
 DEMO = 'options/train/blindsr/cmdsr_x4_demo.yml'
@@ -29,15 +30,6 @@ DEMO_DATA = {'num_gpu': 0, 'datasets:train:dataroot_gt': 'datasets/demo/train/HR
              'datasets:val:support_patch': 8}
 
 
-def _has(opt: dict, key: str) -> bool:
-    node = opt
-    for part in key.split(':'):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 def small(rel: str) -> dict:
     """Overrides for a 2-iteration run of ``rel``: SMALL_NET, 96-pixel validation crops, no image cache, and for
     the options written for DIV2K/Set5 the demo data and small tasks."""
@@ -45,10 +37,10 @@ def small(rel: str) -> dict:
     overrides = {**quick(rel, total_iter=2, every=2, batch=2), **SMALL_NET}
     overrides.update({f'datasets:{phase}:gt_crop': 96 for phase, ds in opt['datasets'].items()
                       if 'gt_crop' in ds and ds['gt_crop'] is None})
-    if _has(opt, 'datasets:train:cache_images'):
+    if has_option(opt, 'datasets:train:cache_images'):
         overrides['datasets:train:cache_images'] = False
     if not opt['datasets']['train']['dataroot_gt'].startswith('datasets/demo/'):
-        overrides.update({k: v for k, v in DEMO_DATA.items() if _has(opt, k)})
+        overrides.update({k: v for k, v in DEMO_DATA.items() if has_option(opt, k)})
     return overrides
 
 

@@ -7,19 +7,12 @@ import pickle
 import pytest
 import torch
 
-from tests.engine.mmengine_runs import mmengine_srcnn_iter4
 
 pytest.importorskip('mmengine')
 
 
-@pytest.fixture(scope='module')
-def trained(shared_dir, demo_data):
-    folder = mmengine_srcnn_iter4(shared_dir, demo_data)
-    return folder, (folder / 'train.log').read_text()
-
-
-def test_checkpoint_needs_exactly_the_allowed_globals(trained):
-    folder, _ = trained
+def test_checkpoint_needs_exactly_the_allowed_globals(mmengine_srcnn_run):
+    folder, _ = mmengine_srcnn_run
     path = str(folder / 'work' / 'iter_4.pth')
     assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []  # all allowed by plugins.compat
     allowed = torch.serialization.get_safe_globals()

@@ -13,7 +13,7 @@ import shutil
 import pytest
 import torch
 
-from tests.engine.mmengine_runs import CONFIG, FAST, logs as _logs, mmengine_srcnn_iter4, run_log as _run_log
+from tests.engine.mmengine_runs import CONFIG, FAST, logs as _logs, run_log as _run_log
 from tests.helpers import repo_path, run_config, run_tool, torchrun
 
 pytest.importorskip('mmagic')
@@ -32,14 +32,8 @@ def _train_lr(log: str) -> dict:
     return {int(i): float(lr) for i, lr in re.findall(r'Iter\(train\) \[(\d+)/\d+\]\s+lr: ([\d.e+-]+)', log)}
 
 
-@pytest.fixture(scope='module')
-def trained(shared_dir, demo_data):
-    folder = mmengine_srcnn_iter4(shared_dir, demo_data)
-    return folder, (folder / 'train.log').read_text()
-
-
-def test_train_validates_and_writes_checkpoints(trained):
-    folder, log = trained
+def test_train_validates_and_writes_checkpoints(mmengine_srcnn_run):
+    folder, log = mmengine_srcnn_run
     assert 'Iter(train) [4/4]' in log
     psnr = _val_psnr(log)
     assert len(psnr) == 2 and all(5 < p < 60 for p in psnr), log[-3000:]
@@ -49,9 +43,9 @@ def test_train_validates_and_writes_checkpoints(trained):
     assert list((folder / 'work').glob('best_PSNR_iter_*.pth'))
 
 
-def test_resume_continues_from_last_checkpoint(trained, workdir):
+def test_resume_continues_from_last_checkpoint(mmengine_srcnn_run, workdir):
     """Needs the safe-globals patch: torch >= 2.6 refuses mmengine's HistoryBuffer in weights_only loads."""
-    folder, first_log = trained
+    folder, first_log = mmengine_srcnn_run
     shutil.copytree(folder / 'work', workdir / 'work')
     (workdir / 'work' / 'last_checkpoint').write_text(str(workdir / 'work' / 'iter_4.pth'))  # the copy's own
     before = _logs(workdir / 'work')
@@ -61,14 +55,14 @@ def test_resume_continues_from_last_checkpoint(trained, workdir):
     assert re.search(r'Auto resumed from the latest checkpoint \S*iter_4\.pth', log), log[-3000:]
     assert 'resumed epoch: 0, iter: 4' in log
     lrs = _train_lr(log)
-    assert sorted(lrs) == [5, 6], log[-3000:]  # iterations 1-4 are not trained again
+    assert sorted(lrs) == [5, 6], log[-3000:]  # iterations 1-4 are not mmengine_srcnn_run again
     # The cosine schedule goes on where it stopped (its explicit `end` survives the larger max_iters).
     assert _train_lr(first_log)[4] > lrs[5] > lrs[6]
     assert (workdir / 'work' / 'iter_6.pth').is_file()
 
 
-def test_test_tool_reports_metrics_of_the_checkpoint(trained, workdir):
-    folder, log = trained
+def test_test_tool_reports_metrics_of_the_checkpoint(mmengine_srcnn_run, workdir):
+    folder, log = mmengine_srcnn_run
     os.symlink(folder / 'work', workdir / 'work')  # read only
     run_config(CONFIG, workdir, args=['--checkpoint', 'work/iter_4.pth', '--work-dir', 'test_work'],
                cfg_options=['test_dataloader.dataset.indices=1', 'test_dataloader.num_workers=0'], train=False)

@@ -20,7 +20,7 @@ import lmdb
 import pytest
 import torch
 
-from tests.helpers import REPO, options, quick, run_options, run_tool, torchrun, write_options
+from tests.helpers import REPO, has_option, options, quick, run_options, run_tool, torchrun, write_options
 from plugins.textsr.crnn_arch import CRNN
 from plugins.textsr.textzoom_dataset import TextZoomLMDBDataset
 from plugins.textsr.synthetic_textzoom import LEVELS, make_textzoom_like, write_textzoom_lmdb
@@ -32,15 +32,6 @@ PPOCR = 'val:metrics:acc_ppocr'  # the optional PP-OCR metric (test_independent_
 
 
 # ------------------------------------------------------------------------------------------------ options, runs
-def _has(opt, key):
-    node = opt
-    for part in key.split(':'):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
 def _small(opt):
     """Overrides for speed only: the TextZoom-size TSRN (64 features, 5 blocks) becomes 16 features x 1 block, and
     the bridge that reads its features takes 16 channels."""
@@ -62,7 +53,7 @@ def _changes(rel, train=True, total_iter=2, every=2, **more):
     overrides = dict(quick(rel, total_iter=total_iter, every=every, batch=2), num_gpu=0) if train else {}
     overrides.update(_small(opt))
     overrides.update(more)
-    return dict(overrides=overrides, delete=[PPOCR] if _has(opt, PPOCR) else [])
+    return dict(overrides=overrides, delete=[PPOCR] if has_option(opt, PPOCR) else [])
 
 
 def _pretrained(opt):
