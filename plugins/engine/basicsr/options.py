@@ -20,6 +20,9 @@ from basicsr.utils.options import _postprocess_yml_value, ordered_yaml
 from ..errors import OptionsError
 
 BASE_KEY = '_base_'
+# Where BasicSR's own options files put the top-level keys; the merge appends a row's new keys after its base's.
+_TOP_LEVEL_ORDER = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', None, 'datasets', 'network_', 'path',
+                    'train', 'val', 'logger', 'dist_params')
 
 
 def _read_yaml(path: str) -> Dict:
@@ -47,9 +50,21 @@ def _resolve_bases(path: str, opt: Dict) -> Dict:
         if not osp.isfile(base_path):
             raise OptionsError(f'{path}: {BASE_KEY} file {base!r} not found (looked for {base_path})')
     try:
-        return Config.fromfile(path).to_dict()
+        merged = Config.fromfile(path).to_dict()
     except (KeyError, TypeError, ValueError) as err:  # e.g. two bases that set the same key
         raise OptionsError(f'{path}: cannot merge its {BASE_KEY} files: {err}') from err
+    return _in_basicsr_order(merged)
+
+
+def _in_basicsr_order(opt: Dict) -> Dict:
+    """The top-level keys in the order of BasicSR's options files (other keys after ``manual_seed``, in their order)."""
+    def rank(key):
+        for index, known in enumerate(_TOP_LEVEL_ORDER):
+            if known is not None and (key == known or known.endswith('_') and str(key).startswith(known)):
+                return index
+        return _TOP_LEVEL_ORDER.index(None)
+
+    return {key: opt[key] for key in sorted(opt, key=rank)}
 
 
 def load_options(path: str) -> Dict:
