@@ -149,13 +149,18 @@ class Run:
         return self.folder / 'models'
 
 
+def exit_status(err: SystemExit) -> int:
+    """The status a process would exit with after ``SystemExit`` (``sys.exit('text')`` exits 1)."""
+    return err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+
+
 def _call_cli(argv: List[str], is_train: bool, capsys=None):
     from plugins.engine.cli import main
     status = 0
     try:
         main(argv, is_train=is_train)
     except SystemExit as err:
-        status = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+        status = exit_status(err)
     errors = capsys.readouterr().err if capsys is not None else ''
     return status, errors
 
@@ -253,7 +258,7 @@ def call_tool(args: Sequence[str], cwd, capsys, check: bool = True) -> ToolRun:
         try:
             main([str(a) for a in args[1:]])
         except SystemExit as err:
-            status = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+            status = exit_status(err)
     captured = capsys.readouterr()
     if check and status != 0:
         raise AssertionError(f'tools/{args[0]} exited {status}\n--- stdout\n{captured.out[-4000:]}'

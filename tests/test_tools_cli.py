@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, exit_status
 
 TOOLS = sorted(osp.relpath(p, osp.join(REPO, 'tools')) for p in glob.glob(osp.join(REPO, 'tools', '**', '*.py'),
                                                                              recursive=True))
@@ -20,7 +20,7 @@ def _run(tool, argv, monkeypatch, capsys):
     try:
         runpy.run_path(osp.join(REPO, 'tools', tool), run_name='__main__')
     except SystemExit as err:
-        status = err.code if isinstance(err.code, int) else (0 if err.code is None else 1)
+        status = exit_status(err)
     out = capsys.readouterr()
     return status, out.out, out.err
 

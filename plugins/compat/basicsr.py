@@ -3,7 +3,8 @@ checkpoints, exact resume, the non-finite guard, data faults, ``_base_`` in opti
 
 ``apply(basicsr)`` runs when the ``basicsr`` package has been imported (a post-import hook installed by
 ``plugins.compat.apply``). The logic of each patch lives in ``plugins/engine/``; this module only wires it into
-BasicSR's functions and classes. Each patch has a test in ``tests/compat/test_basicsr.py`` that fails without it.
+BasicSR's functions and classes. The launcher, resume-loading, ``_base_`` and warning patches are tested in
+``tests/compat/test_basicsr.py``; the reliability patches through training runs in ``tests/engine/``.
 """
 import atexit
 import collections

@@ -4,7 +4,7 @@
 ``on_data_fault`` policy of the dataloader then stops on or skips (``plugins/compat/mmengine.py``).
 
 ``apply(loading_module)`` runs when ``mmagic.datasets.transforms.loading`` has been imported (a post-import hook
-installed by ``plugins.compat.apply``). Tested in ``tests/compat/test_mmagic.py``.
+installed by ``plugins.compat.apply``). Tested through mmengine runs in ``tests/engine/test_mmengine_reliability.py``.
 """
 import os
 

@@ -2,8 +2,9 @@
 files, the ``on_data_fault`` option of dataloader configs, and a config formatted once instead of five times.
 
 ``apply(runner_module)`` runs when ``mmengine.runner.runner`` has been imported (a post-import hook installed by
-``plugins.compat.apply``), before any Runner exists; ``import plugins`` alone imports nothing of mmengine. Each patch
-has a test in ``tests/compat/test_mmengine.py``.
+``plugins.compat.apply``), before any Runner exists; ``import plugins`` alone imports nothing of mmengine. The
+checkpoint-globals and formatting patches are tested in ``tests/compat/test_mmengine.py``; the launcher, checkpoint and
+data-fault patches through runs in ``tests/engine/``.
 """
 import os
 import pickle
