@@ -15,6 +15,9 @@ from filelock import FileLock
 from tests.helpers import REPO  # noqa: F401  (puts the repository first on sys.path)
 
 torch.set_num_threads(1)  # runs happen in this process: one thread per xdist worker, one worker per core
+# The suite is CPU-only. On a GPU machine the runs with num_gpu: auto would take the GPU and the torchrun tests an
+# nccl group: hide the GPUs before anything initialises CUDA (torch does it lazily); subprocesses inherit this.
+os.environ['CUDA_VISIBLE_DEVICES'] = ''
 
 
 @pytest.fixture(scope='session')

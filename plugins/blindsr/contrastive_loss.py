@@ -1,9 +1,15 @@
-"""CMDSR's task contrastive loss on condition vectors, registered in BasicSR's ``LOSS_REGISTRY``."""
+"""CMDSR's task contrastive loss on condition vectors, registered in BasicSR's ``LOSS_REGISTRY``.
+
+Under mixed precision (``train: amp``) the distances and their softplus are computed in float32
+(``full_precision``): a squared distance overflows float16 above 65504, and bfloat16's 8-bit mantissa blurs the
+small differences between intra- and cross-task distances that the loss acts on."""
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import LOSS_REGISTRY
+
+from ..engine.basicsr.mixed_precision import full_precision, wide
 
 
 def derangement(n: int, generator: torch.Generator = None, device=None) -> torch.Tensor:
@@ -66,6 +72,8 @@ class TaskContrastiveLoss(nn.Module):
         f1, f2 = f1.reshape(f1.shape[0], -1), f2.reshape(f2.shape[0], -1)
         if perm is None:
             perm = derangement(f1.shape[0], device=f1.device)
-        d_in, d_x = self.distance(f1, f2), self.distance(f1, f2[perm])
-        loss = (F.softplus(d_in.pow(2)) + F.softplus(-d_x.pow(2))).mean()
-        return self.loss_weight * loss, d_in.detach().mean(), d_x.detach().mean()
+        with full_precision(f1.device.type):
+            f1, f2 = wide(f1), wide(f2)
+            d_in, d_x = self.distance(f1, f2), self.distance(f1, f2[perm])
+            loss = (F.softplus(d_in.pow(2)) + F.softplus(-d_x.pow(2))).mean()
+            return self.loss_weight * loss, d_in.detach().mean(), d_x.detach().mean()

@@ -1,5 +1,6 @@
 """BasicSR 1.4.2: distributed launch and DDP on CPU and on multi-node GPU, resume on CPU and past bad files, atomic
-checkpoints, exact resume, the non-finite guard, data faults, ``_base_`` in options files, and one misleading warning.
+checkpoints, exact resume, the non-finite guard, mixed precision, channels-last and torch.compile in training, data
+faults, ``_base_`` in options files, and one misleading warning.
 
 ``apply(basicsr)`` runs when the ``basicsr`` package has been imported (a post-import hook installed by
 ``plugins.compat.apply``). The logic of each patch lives in ``plugins/engine/``; this module only wires it into
@@ -8,6 +9,7 @@ BasicSR's functions and classes. The launcher, resume-loading, ``_base_`` and wa
 """
 import atexit
 import collections
+import functools
 import logging
 import os
 import shutil
@@ -21,8 +23,9 @@ import torch.distributed as dist
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..engine import data_faults
-from ..engine.basicsr import checkpoints, nonfinite_guard, resume
-from ..engine.basicsr.options import has_bases, load_options, option_file_argument, options_to_yaml
+from ..engine.basicsr import checkpoints, devices, mixed_precision, nonfinite_guard, resume, speed_options
+from ..engine.basicsr.options import (apply_force_yml, force_yml_arguments, has_bases, launcher_argument, load_options,
+                                      option_file_argument, options_to_yaml)
 from ..engine.errors import DataFaultError
 
 MULTI_VALIDATION_WARNING = 'Multiple validation datasets are *only* supported by SRModel.'
@@ -33,82 +36,128 @@ def apply(basicsr) -> None:
     if getattr(basicsr.train.build_model, '_plugins_compat', False):
         return  # already patched
     run = resume.TrainingRun()  # what the train_pipeline patches hand on to each other (see its docstring)
-    _patch_options_inheritance(basicsr)
-    _patch_distributed(basicsr)
+    _patch_options_inheritance(basicsr, run)
+    _patch_distributed(basicsr, run)
     _patch_resume_and_checkpoints(basicsr, run)
-    _patch_nonfinite_guard(basicsr, run)
+    _patch_training_step(basicsr, run)
     _patch_data_faults(basicsr)
     _drop_multi_validation_warning()
 
 
 # ---------------------------------------------------------------------------------------------------------
-# options files with _base_
+# options files with _base_, and the device of the run
 # ---------------------------------------------------------------------------------------------------------
-def _patch_options_inheritance(basicsr) -> None:
+def _patch_options_inheritance(basicsr, run: resume.TrainingRun) -> None:
     """``parse_options`` reads the ``-opt`` file with a plain YAML load, so a file with ``_base_`` would reach BasicSR
     unresolved. For such a file it now reads the resolved options (``engine/basicsr/options.py``), written as a flat
     YAML file of the same name in a temporary folder, which BasicSR then also copies into the experiment folder: the
     copy there is the whole set of options a run used, runnable with plain BasicSR. Files without ``_base_`` are
-    read as before."""
+    read as before.
+
+    It also decides the run's device and distributed backend before BasicSR initialises the process group
+    (``engine/basicsr/devices.py``: ``run.device_plan``, read by the distributed patches below), and gives BasicSR
+    the matching ``num_gpu``. The GPU loading options of our GPU recipes fit the device: on a CPU run
+    ``prefetch_mode: cuda`` falls back to BasicSR's plain loader and ``pin_memory`` is off, and
+    ``persistent_workers`` is off for a loader without workers."""
     options_module = basicsr.utils.options
     original_parse = options_module.parse_options
 
     def parse_options(root_path, is_train=True):
         argv = list(sys.argv)
         index, path = option_file_argument(argv)
-        if path is None or not os.path.isfile(path) or not has_bases(path):
+        if path is None or not os.path.isfile(path):
             return original_parse(root_path, is_train)
-        folder = tempfile.mkdtemp(prefix='resolved_options_')
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        flat = os.path.join(folder, os.path.basename(path))
-        with open(flat, 'w', encoding='utf-8') as f:
-            f.write(f'# {path} with its _base_ files resolved\n' + options_to_yaml(load_options(path)))
-        sys.argv = argv[:index] + ['-opt', flat] + argv[index + 1 + (argv[index] == '-opt'):]
+        resolved = apply_force_yml(load_options(path), force_yml_arguments(argv), path)
+        run.device_plan = devices.plan_devices(resolved, distributed=launcher_argument(argv) != 'none')
+        if has_bases(path):
+            folder = tempfile.mkdtemp(prefix='resolved_options_')
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            flat = os.path.join(folder, os.path.basename(path))
+            with open(flat, 'w', encoding='utf-8') as f:
+                f.write(f'# {path} with its _base_ files resolved\n' + options_to_yaml(load_options(path)))
+            sys.argv = argv[:index] + ['-opt', flat] + argv[index + 1 + (argv[index] == '-opt'):]
         try:
-            return original_parse(root_path, is_train)
+            opt, args = original_parse(root_path, is_train)
         finally:
             sys.argv = argv
+        _apply_device_plan(opt, run.device_plan)
+        return opt, args
 
     options_module.parse_options = parse_options
     # train.py and test.py did `from basicsr.utils.options import parse_options`.
     basicsr.train.parse_options = basicsr.test.parse_options = parse_options
 
 
+def _apply_device_plan(opt, plan: devices.DevicePlan) -> None:
+    """Give BasicSR's options the planned ``num_gpu`` (its models put themselves on CUDA when it is not 0) and say
+    on rank 0 what the plan changed."""
+    opt['num_gpu'] = plan.num_gpu
+    lines = list(plan.notes)
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        if plan.device_type == 'cpu' and dataset.get('prefetch_mode') == 'cuda':
+            dataset['prefetch_mode'] = None
+            lines.append(f'datasets:{phase}:prefetch_mode: cuda needs a GPU; this CPU run uses the plain data loader.')
+        if plan.device_type == 'cpu':
+            dataset['pin_memory'] = False  # page-locked memory only speeds up copies to a GPU
+        if not dataset.get('num_worker_per_gpu'):
+            dataset['persistent_workers'] = False  # torch refuses it without workers; there is nothing to keep
+    if opt.get('rank', 0) == 0:
+        print(f'Device: {plan.device_type}' + (f', process group: {plan.backend}' if opt.get('dist') else ''),
+              flush=True)
+        for line in lines:
+            print(f'Warning: {line}', flush=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # distributed launch and DDP
 # ---------------------------------------------------------------------------------------------------------
-def init_dist_pytorch_any_device(backend: str = 'nccl', **kwargs) -> None:
-    """``torchrun`` initialisation that works with and without CUDA.
+def _patch_distributed(basicsr, run: resume.TrainingRun) -> None:
+    """``torchrun`` initialisation that follows the run's device plan, and DDP on either device.
 
-    BasicSR 1.4.2 does ``torch.cuda.set_device(RANK % device_count())`` (ZeroDivisionError on CPU, and the
-    wrong GPU on nodes after the first, since it ignores LOCAL_RANK) and always uses nccl. Here: on GPU the
-    device comes from LOCAL_RANK and the backend stays as asked (nccl); on CPU the backend is gloo."""
-    if torch.cuda.is_available():
-        torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
-    else:
-        backend = 'gloo'
-    dist.init_process_group(backend=backend, **kwargs)
+    * BasicSR 1.4.2's ``_init_dist_pytorch`` does ``torch.cuda.set_device(RANK % device_count())`` (ZeroDivisionError
+      on CPU, and the wrong GPU on nodes after the first, since it ignores LOCAL_RANK) and always uses nccl, also
+      for a CPU model (``num_gpu: 0``). Here: a CUDA run takes the GPU of LOCAL_RANK and the asked backend (nccl), a
+      CPU run gloo, both with ``dist_params:timeout``. ``--launcher slurm`` keeps BasicSR's initialisation, with
+      the timeout.
+    * ``BaseModel.model_to_device`` wraps DDP with ``device_ids=[torch.cuda.current_device()]``, which fails on
+      CPU: CPU modules are wrapped with ``device_ids=None``. ``num_gpu > 1`` without a launcher (DataParallel)
+      warns that torchrun is the better way."""
+    dist_util = basicsr.utils.dist_util
+    original_slurm = dist_util._init_dist_slurm
 
+    def plan_or_default():
+        return run.device_plan or devices.plan_devices({}, distributed=True)
 
-def model_to_device_any_device(self, net):
-    """``BaseModel.model_to_device`` without CUDA-only DDP arguments.
+    def init_dist_pytorch(backend='nccl', **kwargs):
+        plan = plan_or_default()
+        if plan.device_type == 'cuda':
+            torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
+        kwargs.setdefault('timeout', plan.timeout)
+        dist.init_process_group(backend=plan.backend, **kwargs)
 
-    BasicSR wraps DDP with ``device_ids=[torch.cuda.current_device()]``, which fails on CPU. CPU modules
-    must be wrapped with ``device_ids=None``."""
-    net = net.to(self.device)
-    if self.opt['dist']:
-        find_unused_parameters = self.opt.get('find_unused_parameters', False)
-        device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
-        net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
-    elif self.opt['num_gpu'] > 1:
-        net = DataParallel(net)
-    return net
+    def init_dist_slurm(backend='nccl', port=None, timeout=None):
+        init_process_group = dist.init_process_group
+        dist.init_process_group = functools.partial(init_process_group, timeout=plan_or_default().timeout)
+        try:
+            original_slurm(backend, port)
+        finally:
+            dist.init_process_group = init_process_group
 
+    def model_to_device(self, net):
+        net = net.to(self.device)
+        if self.opt['dist']:
+            find_unused_parameters = self.opt.get('find_unused_parameters', False)
+            device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(net, device_ids=device_ids, find_unused_parameters=find_unused_parameters)
+        elif self.opt['num_gpu'] > 1:
+            basicsr.utils.get_root_logger().warning(devices.DATA_PARALLEL_WARNING.format(n=self.opt['num_gpu']))
+            net = DataParallel(net)
+        return net
 
-def _patch_distributed(basicsr) -> None:
-    # init_dist() looks _init_dist_pytorch up as a module global at call time.
-    basicsr.utils.dist_util._init_dist_pytorch = init_dist_pytorch_any_device
-    basicsr.models.base_model.BaseModel.model_to_device = model_to_device_any_device
+    # init_dist() looks these up as module globals at call time.
+    dist_util._init_dist_pytorch = init_dist_pytorch
+    dist_util._init_dist_slurm = init_dist_slurm
+    basicsr.models.base_model.BaseModel.model_to_device = model_to_device
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -117,7 +166,8 @@ def _patch_distributed(basicsr) -> None:
 def _patch_resume_and_checkpoints(basicsr, run: resume.TrainingRun) -> None:
     """Hooks into BasicSR 1.4.2's training pipeline (logic in ``engine/basicsr/resume.py`` and ``checkpoints.py``):
 
-    * ``load_resume_state`` maps the state with ``torch.cuda.current_device()`` (fails without CUDA) and, with
+    * ``load_resume_state`` maps the state with ``torch.cuda.current_device()`` (fails without CUDA; on a GPU it puts
+      the saved random states on the GPU, where the generators cannot take them; ours loads onto the CPU) and, with
       ``--auto_resume``, looks in ``experiments/<name>`` relative to the working directory instead of the experiment
       folder it writes to (fixed in forks, e.g. neosr#109). It also takes the newest ``.state`` blindly: a truncated
       state or network file fails the resume with a traceback. Here ``--auto_resume`` takes the newest state whose
@@ -149,11 +199,7 @@ def _patch_resume_and_checkpoints(basicsr, run: resume.TrainingRun) -> None:
             resume_state_path = opt['path']['resume_state']
         if resume_state_path is None:
             return None
-        if torch.cuda.is_available() and opt.get('num_gpu', 0) != 0:
-            device = torch.device('cuda', torch.cuda.current_device())
-        else:
-            device = torch.device('cpu')
-        resume_state = resume.load_training_state(resume_state_path, device)
+        resume_state = resume.load_training_state(resume_state_path)
         train.check_resume(opt, resume_state['iter'])
         run.resume_state = resume_state
         return resume_state
@@ -192,21 +238,51 @@ def _patch_resume_and_checkpoints(basicsr, run: resume.TrainingRun) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# non-finite guard
+# the training step: channels-last, torch.compile, mixed precision, the non-finite guard
 # ---------------------------------------------------------------------------------------------------------
-def _patch_nonfinite_guard(basicsr, run: resume.TrainingRun) -> None:
-    """``build_model``: a NaN loss steps the optimizer with NaN gradients and trains on with NaN weights; the model
-    gets the non-finite guard (``engine/basicsr/nonfinite_guard.py``)."""
-    train = basicsr.train
+def _patch_training_step(basicsr, run: resume.TrainingRun) -> None:
+    """``build_model`` installs on the built training model, in this order (logic in ``engine/basicsr/``):
+    ``train:channels_last`` and ``train:compile`` (``speed_options.py``), ``train:amp`` (``mixed_precision.py``), and
+    the non-finite guard (``nonfinite_guard.py``: a NaN loss would step the optimizer with NaN gradients and train on
+    with NaN weights), which wraps the mixed-precision step and leaves the fp16 gradient check to the scaler.
+
+    * ``BaseModel.model_to_device`` (the distributed section's) first puts ``network_g`` in channels-last, before
+      DDP.
+    * ``BaseModel.get_bare_model`` unwraps DataParallel and DDP only: it also unwraps ``torch.compile``, so
+      checkpoints, the EMA update and loading see the plain network (plain state-dict keys).
+    * ``BaseModel.resume_training`` restores the optimizers and schedulers: also the fp16 gradient scaler (the
+      state is saved by ``checkpoints.save_training_state``), so resume stays exact.
+    """
+    train, base_model = basicsr.train, basicsr.models.base_model.BaseModel
     original_build_model = train.build_model
 
     def build_model(opt):
         model = original_build_model(opt)
-        nonfinite_guard.install_nonfinite_guard(model, basicsr.utils.get_root_logger(), run.epoch_of_iteration)
+        logger = basicsr.utils.get_root_logger()
+        speed_options.install_speed_options(model, logger)
+        amp = mixed_precision.install_mixed_precision(model, logger)
+        nonfinite_guard.install_nonfinite_guard(model, logger, run.epoch_of_iteration, amp)
         return model
 
     build_model._plugins_compat = True  # the mark apply() looks for
     train.build_model = build_model
+    original_model_to_device = base_model.model_to_device
+
+    def model_to_device(self, net):
+        return original_model_to_device(self, speed_options.prepare_network(self, net))
+
+    def get_bare_model(self, net):
+        return speed_options.bare_network(net)
+
+    original_resume_training = base_model.resume_training
+
+    def resume_training(self, resume_state):
+        original_resume_training(self, resume_state)
+        mixed_precision.load_scaler_state(self, resume_state, basicsr.utils.get_root_logger())
+
+    base_model.model_to_device = model_to_device
+    base_model.get_bare_model = get_bare_model
+    base_model.resume_training = resume_training
 
 
 # ---------------------------------------------------------------------------------------------------------

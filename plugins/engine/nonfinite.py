@@ -5,7 +5,9 @@ BasicSR: option ``train: nonfinite_patience: N`` (default 10; 0 turns the guard 
 mmengine: ``default_hooks.nonfinite_guard = dict(type='NonFiniteGuardHook', patience=N)`` (in the shared
 ``options/mmagic/_base_/default_runtime.py``; ``patience=0`` turns it off). In both:
 
-* an optimizer whose gradients hold a NaN or Inf skips its step (its weights and moments stay as they were);
+* an optimizer whose gradients hold a NaN or Inf skips its step (its weights and moments stay as they were); under
+  BasicSR's ``train: amp: fp16`` the gradient scaler makes that check and skip, and the steps it skips (overflows,
+  normal in fp16) do not count as bad iterations;
 * an iteration with a skipped step or a non-finite logged loss is logged as a warning;
 * after N such iterations in a row the run saves the model (the weights of the last good step, since the bad
   steps were skipped) and its training state, and stops with ``NonFiniteLossError``, which ``tools/train.py``
@@ -15,7 +17,7 @@ Under DDP the gradients are already averaged over the ranks, and the ranks agree
 ``all_reduce`` of a flag, so they skip and stop together.
 """
 import math
-from typing import Callable, Dict, Iterable, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -41,16 +43,22 @@ def _all_finite(value) -> bool:
 
 
 def non_finite_losses(log_vars: Optional[Dict]) -> Dict:
-    """The entries of a dict of logged losses whose value holds a NaN or Inf."""
+    """The entries of a dict of logged losses whose value holds a NaN or Inf. (BasicSR's ``log_dict`` holds the floats
+    its ``reduce_loss_dict`` already read with ``.item()``: checking them costs no device sync.)"""
     return {k: v for k, v in (log_vars or {}).items() if not _all_finite(v)}
 
 
 def gradients_finite(optimizer: torch.optim.Optimizer) -> bool:
-    """True when every gradient of ``optimizer``'s parameters is finite (one device sync)."""
+    """True when every gradient of ``optimizer``'s parameters is finite: one fused reduction and one device sync.
+
+    The L1 norm of each gradient (``torch._foreach_norm``, one multi-tensor kernel, accumulated in float32) is finite
+    exactly when the gradient is (a NaN or Inf propagates through the sum; finite float32 gradients would need a
+    sum of magnitudes above 3e38 to overflow), so the check reads every gradient once and syncs once."""
     grads = [p.grad for group in optimizer.param_groups for p in group['params'] if p.grad is not None]
     if not grads:
         return True
-    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    norms = torch._foreach_norm(grads, 1, dtype=torch.float32)
+    return bool(torch.isfinite(torch.stack(norms)).all())
 
 
 def modules_finite(modules: Iterable[torch.nn.Module]) -> bool:
@@ -101,8 +109,12 @@ class BadIterationCounter:
     def start_iteration(self) -> None:
         self.skipped_steps = []
 
-    def end_iteration(self, current_iter: int, log_vars: Optional[Dict], logger) -> Optional[str]:
-        """Call after the iteration's steps. Returns None while training may go on, else the reason to stop."""
+    def end_iteration(self, current_iter: int, log_vars: Optional[Dict], logger,
+                      skipped_by_scaler: Sequence[str] = ()) -> Optional[str]:
+        """Call after the iteration's steps. Returns None while training may go on, else the reason to stop.
+
+        ``skipped_by_scaler``: the optimizers whose step an fp16 gradient scaler skipped (inf/NaN scaled gradients,
+        normal in fp16): they do not make the iteration bad, they are named when its losses do."""
         bad_losses = non_finite_losses(log_vars)
         if not agree_across_ranks(bool(self.skipped_steps or bad_losses)):
             self.consecutive = 0
@@ -110,8 +122,12 @@ class BadIterationCounter:
         self.consecutive += 1
         self.skipped_iterations += 1
         losses = ', '.join(f'{k}={_describe(v)}' for k, v in bad_losses.items()) or 'non-finite gradients'
-        steps = (f'step of {", ".join(self.skipped_steps)} skipped' if self.skipped_steps else
-                 'gradients were finite, the step was applied')
+        if self.skipped_steps:
+            steps = f'step of {", ".join(self.skipped_steps)} skipped'
+        elif skipped_by_scaler:
+            steps = f'the fp16 gradient scaler skipped the step of {", ".join(skipped_by_scaler)}'
+        else:
+            steps = 'gradients were finite, the step was applied'
         logger.warning(f'Non-finite loss at iteration {current_iter} ({losses}): {steps} '
                        f'[{self.consecutive} in a row; the run stops at {self.option} = {self.patience}].')
         return losses if self.consecutive >= self.patience else None

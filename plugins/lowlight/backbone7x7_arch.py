@@ -103,7 +103,10 @@ class _LowLightNet(nn.Module):
         h, w = x.shape[-2:]
         if min(h, w) < self.min_size:
             raise ValueError(f'{name}: the image is {h}x{w}; both sides must be at least {self.min_size} pixels')
-        if not torch.isfinite(x[:, 3:]).all():
+        # Checked in eval mode (inference, validation), where the plane comes from the user. In training it is made
+        # from the data and a non-finite one gives a non-finite loss, which the non-finite guard catches: no check
+        # there, since reading its result would wait for the device at every training step.
+        if not self.training and not torch.isfinite(x[:, 3:]).all():
             raise ValueError(f'{name}: the brightness plane (channel 4) has non-finite values')
         pad_h, pad_w = -h % self.divisor, -w % self.divisor
         # pad first (a new tensor either way), then normalise the RGB in place: two passes instead of four

@@ -46,13 +46,13 @@ def check_brightness(value: float, what: str = 'brightness') -> float:
 
 def add_brightness_plane(rgb: torch.Tensor, brightness: Union[float, torch.Tensor]) -> torch.Tensor:
     """``cat[rgb, plane]``: ``(N, 3, H, W)`` -> ``(N, 4, H, W)``; ``brightness`` a float or an ``(N, 1, 1, 1)``
-    tensor in [0, 1]."""
+    tensor in [0, 1]. A float is checked here; a tensor (made from the data, e.g. the targets' mean luminance) is not,
+    as reading the check would wait for the device at every training step: the networks check the plane in eval
+    mode, and in training a non-finite plane gives a non-finite loss, which the non-finite guard catches."""
     if rgb.dim() != 4 or rgb.shape[1] != 3:
         raise ValueError(f'add_brightness_plane expects (N, 3, H, W) RGB, got {tuple(rgb.shape)}')
     if not torch.is_tensor(brightness):
         brightness = rgb.new_full((rgb.shape[0], 1, 1, 1), check_brightness(brightness))
-    elif not torch.isfinite(brightness).all():
-        raise ValueError('brightness must be finite, got non-finite values')
     n, _, h, w = rgb.shape
     return torch.cat([rgb, brightness.to(rgb).expand(n, 1, h, w)], 1)
 

@@ -6,12 +6,15 @@ layer this writes and re-reads a 16-channel and two 3-channel full-resolution te
 ``chunk`` rows that stay in cache: ``G`` as two small matrix products, ``up`` as a horizontal interpolation of the
 low-resolution rows (done once, on 1/4 of the rows) and a vertical ``lerp`` of the two source rows per block.
 Only the rows and columns of the unpadded output are computed. The result equals the layer-by-layer path up to
-float rounding (tests/test_lowlight_archs.py).
+float rounding (tests/lowlight/test_archs.py). It runs in float32 whatever the autocast state (``full_precision``):
+A and b are large and of opposite signs where the guide has little variance, so ``A * G + b`` needs float32.
 """
 from typing import Tuple
 
 import torch
 import torch.nn.functional as F
+
+from ..engine.basicsr.mixed_precision import full_precision, wide
 
 
 def _source_rows(out_rows: int, in_rows: int, height: int, device) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -35,8 +38,13 @@ def guided_output(a: torch.Tensor, b: torch.Tensor, guide: torch.Tensor, weights
         chunk: rows per block. Default: 64 (32-64 measured fastest at 1080p; fewer blocks, fewer thread syncs).
 
     Returns:
-        ``(N, C, out_hw[0], out_hw[1])``, contiguous.
+        ``(N, C, out_hw[0], out_hw[1])``, contiguous, float32 (float64 for float64 inputs).
     """
+    with full_precision(a.device.type):
+        return _guided_output(wide(a), wide(b), wide(guide), [wide(w) for w in weights], out_hw, chunk)
+
+
+def _guided_output(a, b, guide, weights, out_hw, chunk):
     w1, c1, w2, c2 = weights
     n, c, h, _ = a.shape
     height, width = guide.shape[-2:]

@@ -9,12 +9,18 @@ local linear model ``y ~ A * x + b`` in every (2r+1) x (2r+1) window:
 fits A and b at low resolution and applies their bilinear upsampling to the high-resolution guide (DGF_b);
 ``ConvGuidedFilter`` learns the box filter (a dilated depthwise 3x3) and predicts A from (cov, var) with 1x1 convs
 (DGF^c, the head of the lab's Backbone7x7).
+
+Under mixed precision (``train: amp``) the local statistics (``var = mean(x^2) - mean(x)^2`` cancels catastrophically
+in 16 bits) and the output ``A * x + b`` are computed in float32 (``full_precision``); ConvGuidedFilter's 1x1 convs
+that predict A run in the autocast dtype. Outputs are float32 (float64 for float64 inputs).
 """
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..engine.basicsr.mixed_precision import full_precision, wide
 
 
 def _window_sum(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
@@ -58,7 +64,8 @@ def _check_channels(lr_x: torch.Tensor, lr_y: torch.Tensor, hr_x: torch.Tensor =
 
 
 def _linear_coefficients(x: torch.Tensor, y: torch.Tensor, r: int, eps: float):
-    """(A, b) of the local linear model y ~ A x + b over clipped box windows of radius ``r``."""
+    """(A, b) of the local linear model y ~ A x + b over clipped box windows of radius ``r``, and the window sizes
+    (float32: call inside ``full_precision`` with float32 ``x``, ``y``)."""
     n = box_filter(x.new_ones((1, 1) + x.shape[-2:]), r)
     mean_x, mean_y = box_filter(x, r) / n, box_filter(y, r) / n
     cov_xy = box_filter(x * y, r) / n - mean_x * mean_y
@@ -81,8 +88,10 @@ class GuidedFilter(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """x: guide ``(N, 1|C, H, W)``; y: image ``(N, C, H, W)``. Returns ``(N, C, H, W)``."""
         _check_channels(x, y)
-        a, b, n = _linear_coefficients(x, y, self.r, self.eps)
-        return box_filter(a, self.r) / n * x + box_filter(b, self.r) / n
+        with full_precision(x.device.type):
+            x, y = wide(x), wide(y)
+            a, b, n = _linear_coefficients(x, y, self.r, self.eps)
+            return box_filter(a, self.r) / n * x + box_filter(b, self.r) / n
 
 
 class FastGuidedFilter(nn.Module):
@@ -99,11 +108,12 @@ class FastGuidedFilter(nn.Module):
     def forward(self, lr_x: torch.Tensor, lr_y: torch.Tensor, hr_x: torch.Tensor) -> torch.Tensor:
         """lr_x ``(N, 1|C, h, w)``, lr_y ``(N, C, h, w)``, hr_x like lr_x at ``(H, W)``. Returns ``(N, C, H, W)``."""
         _check_channels(lr_x, lr_y, hr_x)
-        a, b, _ = _linear_coefficients(lr_x, lr_y, self.r, self.eps)
-        size = hr_x.shape[-2:]
-        a = F.interpolate(a, size, mode='bilinear', align_corners=True)
-        b = F.interpolate(b, size, mode='bilinear', align_corners=True)
-        return a * hr_x + b
+        with full_precision(hr_x.device.type):
+            a, b, _ = _linear_coefficients(wide(lr_x), wide(lr_y), self.r, self.eps)
+            size = hr_x.shape[-2:]
+            a = F.interpolate(a, size, mode='bilinear', align_corners=True)
+            b = F.interpolate(b, size, mode='bilinear', align_corners=True)
+            return a * wide(hr_x) + b
 
 
 class AdaptiveNorm(nn.Module):
@@ -177,18 +187,23 @@ class ConvGuidedFilter(nn.Module):
             nn.Conv2d(hidden, channels, 1, bias=False))
 
     def coefficients(self, x_lr: torch.Tensor, y_lr: torch.Tensor):
-        """(A, b), each ``(N, C, h, w)``, from the low-res guide ``x_lr`` and image ``y_lr`` (both ``(N, C, h, w)``)."""
+        """(A, b), each ``(N, C, h, w)``, from the low-res guide ``x_lr`` and image ``y_lr`` (both ``(N, C, h, w)``).
+        A is in the autocast dtype under mixed precision, b float32."""
         _check_channels(x_lr, y_lr)
-        n = self.box_filter(x_lr.new_ones((1, x_lr.shape[1]) + x_lr.shape[-2:]))
-        mean_x, mean_y = self.box_filter(x_lr) / n, self.box_filter(y_lr) / n
-        cov_xy = self.box_filter(x_lr * y_lr) / n - mean_x * mean_y
-        var_x = self.box_filter(x_lr * x_lr) / n - mean_x * mean_x
-        cov_var = torch.cat([cov_xy, var_x], dim=1)
+        with full_precision(x_lr.device.type):  # the box statistics in float32
+            x_lr, y_lr = wide(x_lr), wide(y_lr)
+            n = self.box_filter(x_lr.new_ones((1, x_lr.shape[1]) + x_lr.shape[-2:]))
+            mean_x, mean_y = self.box_filter(x_lr) / n, self.box_filter(y_lr) / n
+            cov_xy = self.box_filter(x_lr * y_lr) / n - mean_x * mean_y
+            var_x = self.box_filter(x_lr * x_lr) / n - mean_x * mean_x
+            cov_var = torch.cat([cov_xy, var_x], dim=1)
         a = self.conv_a(cov_var) if self.training else run_folded(self.conv_a, cov_var)
-        return a, mean_y - a * mean_x
+        with full_precision(x_lr.device.type):
+            return a, mean_y - wide(a) * mean_x
 
     def forward(self, x_lr: torch.Tensor, y_lr: torch.Tensor, x_hr: torch.Tensor) -> torch.Tensor:
         """Returns ``A_up * x_hr + b_up`` at the size of ``x_hr`` ``(N, C, H, W)``."""
         a, b = self.coefficients(x_lr, y_lr)
-        ab = F.interpolate(torch.cat([a, b], 1), x_hr.shape[-2:], mode='bilinear', align_corners=True)
-        return torch.addcmul(ab[:, a.shape[1]:], ab[:, :a.shape[1]], x_hr)
+        with full_precision(x_hr.device.type):
+            ab = F.interpolate(torch.cat([wide(a), b], 1), x_hr.shape[-2:], mode='bilinear', align_corners=True)
+            return torch.addcmul(ab[:, a.shape[1]:], ab[:, :a.shape[1]], wide(x_hr))

@@ -1,12 +1,15 @@
 """L1 + (1 - SSIM), the seed's training loss (``--l1loss --ssimloss``).
 
 SSIM is ``pytorch_msssim.ssim`` (Gaussian window 11, sigma 1.5, K = (0.01, 0.03), as Wang et al. and the lab's
-``ssim_loss.py``), differentiable, on images in [0, 1].
+``ssim_loss.py``), differentiable, on images in [0, 1]. Under mixed precision (``train: amp``) the loss is computed in
+float32 (``full_precision``): SSIM's local variances ``mean(x^2) - mean(x)^2`` cancel catastrophically in 16 bits.
 """
 import torch
 from torch import nn
 
 from basicsr.utils.registry import LOSS_REGISTRY
+
+from ..engine.basicsr.mixed_precision import full_precision, wide
 
 
 @LOSS_REGISTRY.register()
@@ -31,7 +34,9 @@ class L1SSIMLoss(nn.Module):
         if min(pred.shape[-2:]) < self.win_size:
             raise ValueError(f'L1SSIMLoss: images of {tuple(pred.shape[-2:])} are smaller than the SSIM window '
                              f'{self.win_size}')
-        loss = self.l1_weight * (pred - target).abs().mean()
-        if self.ssim_weight:
-            loss = loss + self.ssim_weight * (1 - ssim(pred, target, data_range=1.0, win_size=self.win_size))
-        return self.loss_weight * loss
+        with full_precision(pred.device.type):
+            pred, target = wide(pred), wide(target)
+            loss = self.l1_weight * (pred - target).abs().mean()
+            if self.ssim_weight:
+                loss = loss + self.ssim_weight * (1 - ssim(pred, target, data_range=1.0, win_size=self.win_size))
+            return self.loss_weight * loss

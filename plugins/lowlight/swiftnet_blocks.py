@@ -3,7 +3,7 @@ upsampling ladder to 1/4 resolution (zhilin007/LightEnhancement, ``net/models/De
 Orsic et al., CVPR 2019, ``orsic/swiftnet/models/util.py``).
 
 Tensors are ``(N, C, H, W)``. Parameter names and counts follow the lab's modules, so the totals of its
-networks are reproduced exactly (see tests/test_lowlight_archs.py).
+networks are reproduced exactly (see tests/lowlight/test_archs.py).
 """
 from typing import List, Sequence, Tuple
 

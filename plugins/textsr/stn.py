@@ -6,6 +6,9 @@ TextZoom's ``src/model/recognizer/{stn_head,tps_spatial_transformer}.py`` (which
 
 Coordinates are normalised to [0, 1] x [0, 1] (x to the right, y down). The control points lie on two rows,
 ``num_control_points / 2`` on the top edge and as many on the bottom edge, at ``margins`` from the border.
+
+Under mixed precision (``train: amp``) the TPS grid and its ``grid_sample`` run in float32 (``full_precision``):
+16-bit sampling coordinates would move the warp by fractions of a pixel. The STN head's convolutions do not need it.
 """
 import math
 from typing import Sequence, Tuple
@@ -13,6 +16,8 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..engine.basicsr.mixed_precision import full_precision, wide
 
 
 def edge_control_points(num_control_points: int, margin_x: float, margin_y: float) -> torch.Tensor:
@@ -73,15 +78,18 @@ class TPSSpatialTransformer(nn.Module):
         self.register_buffer('target_control_points', target.float(), persistent=False)
 
     def forward(self, image: torch.Tensor, source_points: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Returns the warped image and the sampling grid ``(N, H*W, 2)`` in [0, 1]."""
+        """Returns the warped image and the sampling grid ``(N, H*W, 2)`` in [0, 1], both float32 for
+        16-bit inputs."""
         n, k = source_points.shape[:2]
         if source_points.dim() != 3 or k != self.num_control_points or source_points.shape[2] != 2:
             raise ValueError(f'source_points must be (N, {self.num_control_points}, 2), got {tuple(source_points.shape)}')
-        padded = torch.cat([source_points, source_points.new_zeros(n, 3, 2)], 1)  # (N, K + 3, 2)
-        coords = self.grid_repr @ (self.inverse_kernel @ padded)  # (N, H*W, 2)
-        # Predicted points may leave the image; clamp as ASTER does, then map [0, 1] to grid_sample's [-1, 1].
-        grid = coords.clamp(0, 1).view(n, *self.output_size, 2) * 2 - 1
-        return F.grid_sample(image, grid, mode='bilinear', padding_mode='zeros', align_corners=True), coords
+        with full_precision(image.device.type):
+            source_points, image = wide(source_points), wide(image)
+            padded = torch.cat([source_points, source_points.new_zeros(n, 3, 2)], 1)  # (N, K + 3, 2)
+            coords = self.grid_repr @ (self.inverse_kernel @ padded)  # (N, H*W, 2)
+            # Predicted points may leave the image; clamp as ASTER does, then map [0, 1] to grid_sample's [-1, 1].
+            grid = coords.clamp(0, 1).view(n, *self.output_size, 2) * 2 - 1
+            return F.grid_sample(image, grid, mode='bilinear', padding_mode='zeros', align_corners=True), coords
 
 
 def _conv_bn_relu(cin: int, cout: int) -> nn.Sequential:

@@ -5,6 +5,9 @@
 * ``TextCTCLoss``: CTC on recognizer scores against filtered labels (see ``text.py``).
 * ``TaskWeighting``: plain average of the task losses, or Kendall et al.'s homoscedastic uncertainty
   weighting ``sum_i exp(-s_i) L_i + s_i`` with learned ``s_i = log sigma_i^2`` (CVPR 2018, the stable form).
+
+Under mixed precision (``train: amp``) the CTC loss runs in float32 (``full_precision``): its log-probabilities
+summed over all alignments need float32's precision and range.
 """
 from typing import Dict, Sequence
 
@@ -15,6 +18,7 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import LOSS_REGISTRY
 
+from ..engine.basicsr.mixed_precision import full_precision, wide
 from .labels import encode_labels
 
 
@@ -61,9 +65,10 @@ class TextCTCLoss(nn.Module):
 
     def forward(self, scores: torch.Tensor, labels: Sequence[str]) -> torch.Tensor:
         targets, target_lengths = encode_labels(labels)
-        log_probs = scores.float().log_softmax(-1)
         input_lengths = torch.full((scores.shape[1], ), scores.shape[0], dtype=torch.long)
-        return self.loss_weight * self.ctc(log_probs, targets, input_lengths, target_lengths)
+        with full_precision(scores.device.type):
+            log_probs = wide(scores).log_softmax(-1)
+            return self.loss_weight * self.ctc(log_probs, targets, input_lengths, target_lengths)
 
 
 class TaskWeighting(nn.Module):

@@ -33,6 +33,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..engine.basicsr.mixed_precision import unscale_gradients
 from ..engine.basicsr.optimizers import AnyTorchOptimizerMixin
 from .crnn_arch import load_recognizer, set_trainable
 from .textsr_loss import TaskWeighting
@@ -41,6 +42,17 @@ from .split_validation import SplitValidationMixin
 
 STAGES = ('sr', 'rec', 'joint')
 COUPLINGS = ('image', 'feature')
+
+
+def task_weight_log(weighting: TaskWeighting, device: torch.device) -> 'OrderedDict[str, torch.Tensor]':
+    """``w_<task>``: each task's current weight as a 0-d tensor on ``device`` (the losses' device), for BasicSR's
+    ``reduce_loss_dict``, which stacks the logged values and, under DDP, all-reduces them: a CPU tensor beside CUDA
+    losses fails there. Read from ``s`` on the device, without a host sync."""
+    if weighting.mode == 'uncertainty':
+        weights = torch.exp(-weighting.log_vars.detach()).to(device)
+    else:
+        weights = torch.full((len(weighting.tasks), ), 1.0 / len(weighting.tasks), device=device)
+    return OrderedDict((f'w_{task}', w) for task, w in zip(weighting.tasks, weights))
 
 
 @MODEL_REGISTRY.register()
@@ -99,10 +111,19 @@ class TextSRModel(SplitValidationMixin, AnyTorchOptimizerMixin, SRModel):
         return [n for n in (self.net_g, self.net_rec, self.net_bridge, getattr(self, 'weighting', None)) if n is not None]
 
     def _set_train_modes(self):
-        """Train mode for what learns; eval (frozen BN statistics) for a frozen TSRN or recognizer backbone."""
+        """Train mode for what learns; eval (frozen BN statistics) for a frozen TSRN or recognizer backbone.
+
+        A frozen recognizer that gradients still pass through (stage ``rec``/``joint``: into TSRN through the
+        image, or into a trained head) keeps its LSTMs in train mode: cuDNN's RNN backward refuses eval mode
+        ("cudnn RNN backward can only be called in training mode"), and CRNN's LSTMs have no dropout, so their
+        train and eval forwards are the same."""
         self.net_g.train(self.stage != 'rec')
         if self.net_rec is not None:
             self.net_rec.train(self.stage != 'sr' and self.rec_trainable == 'all')
+            if self.stage != 'sr':
+                for module in self.net_rec.modules():
+                    if isinstance(module, torch.nn.RNNBase) and not module.dropout:
+                        module.train()
         if self.net_bridge is not None:
             self.net_bridge.train(self.stage != 'sr')
 
@@ -189,14 +210,14 @@ class TextSRModel(SplitValidationMixin, AnyTorchOptimizerMixin, SRModel):
         total.backward()
         self.weighting.average_gradients_across_ranks()  # not a DDP module: its s would drift apart per rank
         if self.grad_clip:
+            unscale_gradients(self, self.optimizer_g)  # fp16 loss scaling: clip the true gradients
             torch.nn.utils.clip_grad_norm_([p for g in self.optimizer_g.param_groups for p in g['params']],
                                            self.grad_clip)
         self.optimizer_g.step()
         log = OrderedDict((f'l_{k}', v.detach()) for k, v in losses.items())
         log['l_total'] = total.detach()
         if len(losses) > 1:
-            for task, w in self.weighting.weights().items():
-                log[f'w_{task}'] = torch.tensor(w)
+            log.update(task_weight_log(self.weighting, total.device))
         self.log_dict = self.reduce_loss_dict(log)
 
     # ---------------------------------------------------------------- inference

@@ -1,6 +1,8 @@
 """End-to-end BasicSR runs through tools/train.py and tools/test.py on CPU with the demo data: in this process
 (``run_options``), except torchrun, which is a job of two processes."""
 import re
+import subprocess
+import sys
 
 import torch
 
@@ -70,6 +72,14 @@ def test_torchrun_two_processes_on_cpu(workdir):
     assert (exp / 'models' / 'net_g_6.pth').is_file() and (exp / 'models' / 'net_g_latest.pth').is_file()
     assert 'Traceback' not in proc.stderr and not re.search(r'^(rank \d+: )?error: ', proc.stderr, re.M), \
         proc.stderr[-3000:]
+    assert 'Device: cpu, process group: gloo' in proc.stdout  # the backend actually used, not dist_params' nccl
+
+
+def test_the_suite_hides_gpus_from_the_runs_it_starts():
+    """On a GPU machine the CPU torchrun tests would otherwise take nccl and the GPU (tests/conftest.py)."""
+    probe = 'import os, torch; print(repr(os.environ["CUDA_VISIBLE_DEVICES"]), torch.cuda.device_count())'
+    proc = subprocess.run([sys.executable, '-c', probe], capture_output=True, text=True, timeout=300, check=True)
+    assert proc.stdout.split() == ["''", '0'] and not torch.cuda.is_available()
 
 
 def test_debug_flag_prefixes_the_experiment_name(workdir, capsys):

@@ -107,4 +107,4 @@ def test_resume_search_skips_states_whose_files_do_not_load(tmp_path):
     assert 'iteration 12: ' in skipped[0] and 'net_d_12.pth' in skipped[0] and 'net_g_12' not in skipped[0]
     assert 'iteration 8: ' in skipped[1] and 'the file is empty' in skipped[1]
     with pytest.raises(CheckpointError, match=r'cannot resume from path:resume_state \S+8\.state: the file is empty'):
-        load_training_state(str(tmp_path / 'states' / '8.state'), torch.device('cpu'))
+        load_training_state(str(tmp_path / 'states' / '8.state'))

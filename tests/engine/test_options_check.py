@@ -78,3 +78,45 @@ def test_the_cli_exits_2_with_the_message_and_no_traceback(workdir):
     assert "error: " in proc.stderr and "'NoSuchNet' is not a registered network" in proc.stderr
     assert 'Traceback' not in proc.stderr
     assert not (workdir / 'experiments').exists()  # stopped before any work
+
+
+def test_a_gpu_asked_for_on_a_machine_without_one(workdir, monkeypatch):
+    """num_gpu: 1 without CUDA passed the check, then failed in the model's first .to('cuda')."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    _assert_rejected(workdir, monkeypatch, {'num_gpu': 1},
+                     r'x\.yml: num_gpu: 1 asks for a GPU but no CUDA device is visible; use num_gpu: auto')
+
+
+@pytest.mark.parametrize('model_type', ['TextSRModel', 'CMDSRModel'])
+def test_data_parallel_is_refused_for_the_models_it_breaks(model_type):
+    """CRNN's (T, N, C) output would be split along T; CMDSR calls its sub-networks past the wrapper."""
+    from plugins.engine.basicsr.devices import device_problem
+    opt = {'num_gpu': 2, 'model_type': model_type}
+    assert 'DataParallel, which ' + model_type + ' does not support' in device_problem(opt, 'none', cuda_count=2)
+    assert device_problem(opt, 'pytorch', cuda_count=2) is None  # one process per GPU under torchrun
+    assert device_problem(dict(opt, model_type='SRModel'), 'none', cuda_count=2) is None  # warned, not refused
+
+
+def test_the_cuda_prefetcher_without_pinned_memory(workdir, monkeypatch):
+    from plugins.engine.errors import OptionsError
+    monkeypatch.chdir(workdir)
+    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', {'datasets:train:prefetch_mode': 'cuda',
+                                                          'datasets:train:pin_memory': False}, add=True)
+    with pytest.raises(OptionsError, match=r'datasets:train:prefetch_mode: cuda .* set datasets:train:pin_memory: true'):
+        _check(path)
+
+
+@pytest.mark.parametrize('timeout', [0, -5, '30'])
+def test_a_collective_timeout_that_is_not_a_positive_number(workdir, monkeypatch, timeout):
+    _assert_rejected(workdir, monkeypatch, {'dist_params:timeout': timeout},
+                     r'dist_params:timeout must be a positive number of seconds')
+
+
+def test_num_gpu_auto_plans_one_gpu_per_process():
+    """BasicSR's own `auto` is every visible GPU, which without a launcher means DataParallel in one process."""
+    from plugins.engine.basicsr.devices import plan_devices
+    plan = plan_devices({'num_gpu': 'auto'}, distributed=False, cuda_count=4)
+    assert (plan.device_type, plan.num_gpu, plan.backend) == ('cuda', 1, 'nccl')
+    assert 'torchrun --nproc_per_node=4' in plan.notes[0]
+    assert plan_devices({'num_gpu': 'auto'}, distributed=False, cuda_count=0).num_gpu == 0
+    assert plan_devices({'num_gpu': 4}, distributed=True, cuda_count=4).num_gpu == 1  # torchrun: one per process

@@ -208,6 +208,18 @@ def test_task_weighting_average_and_uncertainty():
         TaskWeighting('sum', ['sr'])
 
 
+@pytest.mark.parametrize('mode', ['average', 'uncertainty'])
+def test_task_weights_are_logged_on_the_losses_device(mode):
+    """BasicSR's reduce_loss_dict stacks the logged values (and all-reduces them under DDP): a CPU weight beside CUDA
+    losses fails at the first iteration. The 'meta' device stands in for CUDA."""
+    from plugins.textsr.textsr_model import task_weight_log
+    weighting = TaskWeighting(mode, ['sr', 'rec']).to('meta')
+    log = task_weight_log(weighting, torch.device('meta'))
+    assert list(log) == ['w_sr', 'w_rec'] and all(w.device.type == 'meta' and w.dim() == 0 for w in log.values())
+    on_cpu = task_weight_log(TaskWeighting(mode, ['sr', 'rec']), torch.device('cpu'))
+    assert [float(w) for w in on_cpu.values()] == [0.5, 0.5] if mode == 'average' else [1.0, 1.0]
+
+
 def _weighting_rank(rank: int, init_file: str, queue) -> None:
     """One of two gloo ranks: losses that differ per rank, then the gradient of s averaged over the ranks."""
     import torch.distributed as dist

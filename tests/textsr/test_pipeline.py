@@ -248,6 +248,11 @@ def test_training_options_run_and_train_what_their_stage_says(root, tmp_path, bu
             assert (model.weighting.log_vars.detach() != 0).all(), 'the uncertainty weights s are learned'
         else:
             assert log['w_sr'] == log['w_rec'] == 0.5
+    if model.net_rec is not None and stage != 'sr':  # cuDNN's RNN backward refuses eval mode; BN stays frozen
+        rec_modules = list(model.get_bare_model(model.net_rec).modules())
+        assert all(m.training for m in rec_modules if isinstance(m, torch.nn.LSTM))
+        if model.rec_trainable != 'all':
+            assert not any(m.training for m in rec_modules if isinstance(m, torch.nn.BatchNorm2d))
     no_grad = [n for net in model._networks() for n, p in net.named_parameters() if p.requires_grad and p.grad is None]
     assert not no_grad, f'trainable but unused (DDP would need find_unused_parameters): {no_grad[:5]}'
     after_g = model.net_g.state_dict()

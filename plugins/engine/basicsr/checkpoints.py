@@ -8,6 +8,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
 from ..checkpoint_files import atomic_torch_save
+from .mixed_precision import scaler_state
 
 
 def _save_with_retry(obj: Any, path: str, what: str) -> None:
@@ -40,12 +41,14 @@ def save_network(model, net, net_label: str, current_iter, param_key='params') -
 
 def save_training_state(model, epoch: int, current_iter: int, extras: Dict) -> None:
     """``BaseModel.save_training_state`` (epoch, iteration, optimizers, schedulers as ``training_states/<iter>.state``)
-    plus ``extras`` (``TrainingRun.state_extras``: generator states, batches per epoch). Rank 0 only; nothing for
-    ``current_iter`` -1."""
+    plus the fp16 gradient scaler's state under ``train: amp: fp16`` (``mixed_precision.scaler_state``) and ``extras``
+    (``TrainingRun.state_extras``: generator states, batches per epoch). Rank 0 only; nothing for ``current_iter``
+    -1."""
     if current_iter == -1 or get_dist_info()[0] != 0:
         return
     state = {'epoch': epoch, 'iter': current_iter,
              'optimizers': [o.state_dict() for o in model.optimizers],
              'schedulers': [s.state_dict() for s in model.schedulers]}
+    state.update(scaler_state(model))
     state.update(extras)
     _save_with_retry(state, osp.join(model.opt['path']['training_states'], f'{current_iter}.state'), 'training state')

@@ -87,6 +87,16 @@ def option_file_argument(argv: List[str]):
     return None, None
 
 
+def launcher_argument(argv: List[str]) -> str:
+    """BasicSR's ``--launcher X`` / ``--launcher=X`` of a command line ('none' when absent)."""
+    for index, arg in enumerate(argv):
+        if arg == '--launcher' and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith('--launcher='):
+            return arg.split('=', 1)[1]
+    return 'none'
+
+
 def force_yml_arguments(argv: List[str]) -> List[str]:
     """The entries after ``--force_yml`` in a command line (up to the next flag)."""
     if '--force_yml' not in argv:

@@ -1,8 +1,9 @@
 """Check a BasicSR options file before any work starts, so a bad option stops the run with one clear message
 naming the file and the key, instead of a traceback minutes into training.
 
-Checked: the types of BasicSR's numeric and boolean options, registered ``type`` names (model, networks,
-datasets, losses, metrics), data roots on disk, and a pretrained checkpoint that does not fit ``network_g``.
+Checked: the types of BasicSR's numeric and boolean options, ``train:amp``/``channels_last``/``compile``, ``num_gpu``
+against the visible GPUs and the launcher, registered ``type`` names (model, networks, datasets, losses, metrics),
+data roots on disk, and a pretrained checkpoint that does not fit ``network_g``.
 """
 import difflib
 import os
@@ -16,7 +17,9 @@ from PIL import Image
 
 from ..data_faults import OPTION as DATA_FAULT_OPTION, POLICIES
 from ..errors import OptionsError
+from .devices import device_problem
 from .networks import build_network_from_options, check_state_dict_matches, read_state_dict
+from . import mixed_precision, speed_options
 from .nonfinite_guard import OPTION as NONFINITE_OPTION
 from .options import apply_force_yml, load_options
 from .options_schema import check_unknown_keys
@@ -86,6 +89,10 @@ def _check_types(opt: Dict, where: str) -> None:
     for path, value in _lookup(opt, f'train:{NONFINITE_OPTION}'):
         if isinstance(value, int) and value < 0:
             raise OptionsError(f'{where}: {path} must be >= 0 (0 turns the non-finite guard off), got {value}')
+    if isinstance(opt.get('train'), dict):  # train:amp, train:channels_last, train:compile
+        problem = mixed_precision.option_problem(opt['train']) or speed_options.option_problem(opt['train'])
+        if problem:
+            raise OptionsError(f'{where}: {problem}')
     num_gpu = opt.get('num_gpu', 0)
     if not (num_gpu == 'auto' or (isinstance(num_gpu, int) and not isinstance(num_gpu, bool) and num_gpu >= 0)):
         raise OptionsError(f"{where}: num_gpu must be 0 (CPU), a number of GPUs or 'auto', got {num_gpu!r}")
@@ -248,8 +255,16 @@ def _check_networks(opt: Dict, where: str) -> None:
                 check_state_dict_matches(net, state, ckpt, what=f'{key} of {where}')
 
 
-def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str] = ()) -> Dict:
+def _check_devices(opt: Dict, where: str, launcher: str) -> None:
+    problem = device_problem(opt, launcher)
+    if problem:
+        raise OptionsError(f'{where}: {problem}')
+
+
+def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str] = (), launcher: str = 'none') -> Dict:
     """Check a BasicSR options file (after ``--force_yml`` overrides); raise ``OptionsError`` on the first problem.
+
+    ``launcher``: BasicSR's ``--launcher`` (``num_gpu`` is checked against it and the visible GPUs).
 
     The registries must hold the research lines' components (``import plugins``, as the tools do first).
     Returns the options dict as checked.
@@ -263,6 +278,7 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
     if not isinstance(opt['name'], str) or not opt['name']:  # e.g. a row that forgot its name over a base's `name: ~`
         raise OptionsError(f'{path}: name must be the experiment\'s name (a non-empty string), got {opt["name"]!r}')
     _check_types(opt, path)
+    _check_devices(opt, path, launcher)
     _check_components(opt, path, is_train)
     _check_patch_sizes(opt, path)
     if is_train:

@@ -27,13 +27,14 @@ TOP_LEVEL = {'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets'
              'dist_params', 'find_unused_parameters', 'is_train', 'dist', 'rank', 'world_size', 'auto_resume',
              'root_path'}
 TRAIN = {'ema_decay', 'optim_g', 'optim_d', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
-         'gan_opt', 'ldl_opt', 'net_d_iters', 'net_d_init_iters', 'nonfinite_patience'}
+         'gan_opt', 'ldl_opt', 'net_d_iters', 'net_d_init_iters', 'nonfinite_patience', 'amp', 'channels_last',
+         'compile'}
 VAL = {'val_freq', 'save_img', 'metrics', 'pbar', 'suffix'}
 LOGGER = {'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'}
 PATH = {'resume_state', 'ignore_resume_networks', 'experiments_root', 'models', 'training_states', 'log',
         'visualization', 'results_root', 'root'}
 PATH_PREFIXES = ('pretrain_network_', 'strict_load_', 'param_key_')
-DIST_PARAMS = {'backend', 'port'}
+DIST_PARAMS = {'backend', 'port', 'timeout'}  # timeout: ours (engine/basicsr/devices.py)
 # Read for every dataset by BasicSR's parse_options / build_dataset / build_dataloader / train_pipeline, and ours.
 DATASET = {'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu', 'dataset_enlarge_ratio',
            'pin_memory', 'persistent_workers', 'prefetch_mode', 'num_prefetch_queue', 'use_shuffle',

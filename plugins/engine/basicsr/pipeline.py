@@ -13,7 +13,8 @@ from typing import List
 from basicsr.test import test_pipeline
 from basicsr.train import train_pipeline
 
-from .options import apply_force_yml, force_yml_arguments, load_options, option_file_argument, options_to_yaml
+from .options import (apply_force_yml, force_yml_arguments, launcher_argument, load_options, option_file_argument,
+                      options_to_yaml)
 from .options_check import check_basicsr_options
 
 PRINT_OPTIONS = '--print-options'
@@ -60,7 +61,8 @@ def run(argv: List[str], is_train: bool) -> None:
     if PRINT_OPTIONS in argv:
         print_resolved_options(argv)
         return
-    check_basicsr_options(option_path(argv), is_train=is_train, force_yml=force_yml_arguments(argv))
+    check_basicsr_options(option_path(argv), is_train=is_train, force_yml=force_yml_arguments(argv),
+                          launcher=launcher_argument(argv))
     # BasicSR's parse_options() reads sys.argv itself.
     sys.argv = [sys.argv[0]] + list(argv)
     (train_pipeline if is_train else test_pipeline)(os.getcwd())

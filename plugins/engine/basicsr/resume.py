@@ -52,14 +52,18 @@ def get_rng_state() -> Dict:
 
 
 def set_rng_state(state: Dict) -> None:
-    """Restore what ``get_rng_state`` returned."""
+    """Restore what ``get_rng_state`` returned, wherever its tensors were loaded: the generators take CPU byte
+    tensors, so each state goes through ``.cpu()`` (a state read with a CUDA ``map_location`` would make
+    ``torch.set_rng_state`` fail and NumPy read device memory). CUDA states are restored for the devices that are
+    visible now."""
     version, internal, gauss = state['python']
     random.setstate((version, tuple(internal), gauss))
     kind, keys, pos, has_gauss, cached = state['numpy']
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state['torch'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state['torch'].cpu())
+    if state.get('cuda') and torch.cuda.is_available():
+        for index, cuda_state in enumerate(state['cuda'][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state.cpu(), index)
 
 
 @contextmanager
@@ -83,6 +87,7 @@ class TrainingRun:
     """
 
     def __init__(self):
+        self.device_plan = None  # engine/basicsr/devices.DevicePlan, set when the options are parsed
         self.start()
 
     def start(self) -> None:
@@ -187,10 +192,14 @@ def find_resumable_state(opt: Dict, logger_warning=print) -> Tuple[Optional[str]
     return None, skipped
 
 
-def load_training_state(path: str, device: torch.device) -> Dict:
-    """Load a training state, or raise ``CheckpointError`` naming the file and what is wrong with it."""
+def load_training_state(path: str) -> Dict:
+    """Load a training state onto the CPU, or raise ``CheckpointError`` naming the file and what is wrong with it.
+
+    On the CPU whatever the run's device: the optimizers' ``load_state_dict`` moves their moments to their
+    parameters' device, and the random states must be CPU tensors (BasicSR maps to the current CUDA device, which
+    put them on the GPU and broke the resume of every GPU run)."""
     problem = checkpoint_problem(path)
     if problem:
         raise CheckpointError(f'cannot resume from path:resume_state {path}: {problem}. Give another state, or '
                               'use --auto_resume to take the newest readable one.')
-    return torch.load(path, map_location=device, weights_only=True)
+    return torch.load(path, map_location='cpu', weights_only=True)
