@@ -1,9 +1,11 @@
 """Task-grouped datasets for CMDSR (BasicSR ``DATASET_REGISTRY``), HR images from a folder or a BasicSR LMDB.
 
-* ``TaskDegradationDataset`` (training): one item is ONE TASK, i.e. ``patches_per_task`` HR patches degraded with
-  one sampled degradation. BasicSR's collation stacks items, so ``batch_size_per_gpu`` is the number of tasks per
-  batch and the model receives ``lq (T, P, 3, h, w)`` and ``gt (T, P, 3, H, W)``. The model uses the two halves of
-  the P patches alternately as query batch and support set (the official recipe: P = 2 x support size).
+* ``TaskDegradationDataset`` (training): one item is ONE TASK, i.e. ``patches_per_task`` HR patches and one
+  sampled degradation. BasicSR's collation stacks items, so ``batch_size_per_gpu`` is the number of tasks per
+  batch and the model receives ``gt (T, P, 3, H, W)`` with either the tasks' degradation draws (``degrade_on:
+  device``: the model degrades them on its device) or ``lq (T, P, 3, h, w)`` (``degrade_on: worker``). The model
+  uses the two halves of the P patches alternately as query batch and support set (the official recipe: P = 2 x
+  support size).
 * ``FixedDegradationDataset`` (validation / test): whole images degraded with one FIXED degradation (one
   evaluation task, e.g. blur sigma 2.6 + noise 15 as the paper's Set5 setting, reproducible noise), plus a support
   set cut from the LR image itself. One dataset per task, so BasicSR logs PSNR per degradation task.
@@ -23,6 +25,8 @@ from ..common.bicubic_dataset import BicubicDegradationDataset
 from .degradations import PaperDegradation, apply_paper_degradation, build_degradation
 from .support import self_support_patches
 
+DEGRADE_ON = ('device', 'worker')
+
 
 @DATASET_REGISTRY.register()
 class TaskDegradationDataset(BicubicDegradationDataset):
@@ -37,10 +41,16 @@ class TaskDegradationDataset(BicubicDegradationDataset):
         degradation (dict): ``{type: paper | realesrgan, ...}``, see ``plugins/blindsr/degradations.py``.
         cache_images (bool): Keep decoded HR images in memory (small sets such as the demo data, where decoding
             the whole image for every task costs more than the crops). Default: false.
+        degrade_on (str): 'device': the worker crops and draws the degradation (cheap), ``CMDSRModel.feed_data``
+            applies it to the whole batch on the model's device, as BasicSR's RealESRGANModel does. 'worker':
+            the worker degrades its task too (the same LR to float precision; docs/blindsr.md has the costs).
+            Default: 'device'.
 
     Returns per item:
-        ``lq`` (P, 3, gt_size / scale, gt_size / scale) and ``gt`` (P, 3, gt_size, gt_size), RGB in [0, 1];
-        ``lq_path``/``gt_path`` the HR path (or LMDB key) of the first crop; ``task`` a name of the degradation.
+        ``gt`` (P, 3, gt_size, gt_size), RGB in [0, 1]; ``lq_path``/``gt_path`` the HR path (or LMDB key) of the
+        first crop; ``task`` a name of the degradation; and ``degradation`` (the draws, ``encode``'s dict of
+        arrays and numbers, for ``degrade_tasks``) with 'device', or ``lq`` (P, 3, gt_size / scale,
+        gt_size / scale) with 'worker'.
     """
 
     def __init__(self, opt):
@@ -55,6 +65,9 @@ class TaskDegradationDataset(BicubicDegradationDataset):
         if self.patches_from not in ('image', 'dataset'):
             raise ValueError(f"{name}: patches_from must be 'image' or 'dataset', got {self.patches_from!r}")
         self.degradation = build_degradation(opt.get('degradation'), f'{name}: degradation')
+        self.degrade_on = opt.get('degrade_on', 'device')
+        if self.degrade_on not in DEGRADE_ON:
+            raise ValueError(f'{name}: degrade_on must be one of {DEGRADE_ON}, got {self.degrade_on!r}')
         self.cache = {} if opt.get('cache_images', False) else None
 
     def _read_cached(self, index: int) -> np.ndarray:
@@ -85,10 +98,14 @@ class TaskDegradationDataset(BicubicDegradationDataset):
             crops.append(self._random_patch(img, index))
         gt = torch.stack(img2tensor(crops, bgr2rgb=True, float32=True))
         params = self.degradation.sample()
-        with torch.no_grad():
-            lq = self.degradation.apply(gt, params, self.scale)
         path = self.paths[index]
-        return {'lq': lq, 'gt': gt, 'lq_path': path, 'gt_path': path, 'task': self.degradation.describe(params)}
+        item = {'gt': gt, 'lq_path': path, 'gt_path': path, 'task': self.degradation.describe(params)}
+        if self.degrade_on == 'device':
+            item['degradation'] = self.degradation.encode(params)
+        else:
+            with torch.no_grad():
+                item['lq'] = self.degradation.apply(gt, params, self.scale)
+        return item
 
 
 @DATASET_REGISTRY.register()

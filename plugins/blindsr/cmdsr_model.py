@@ -14,6 +14,10 @@ schedulers once per optimizer step, i.e. twice per iteration for the BaseNet and
 BasicSR's EMA (``ema_decay``) covers the whole network. A plain ``CMDSRBaseNet`` (``modulated: false``) trains
 with the same data and BaseNet steps and no ConditionNet: the unconditioned baseline.
 
+Data: with ``datasets:train:degrade_on: device`` (the default) the batch holds the HR crops and each task's
+degradation draws, and ``feed_data`` degrades them on the model's device (``degrade_tasks``, in float32 outside
+any autocast, without gradients), as BasicSR's ``RealESRGANModel`` does; with ``worker`` the batch holds ``lq``.
+
 Validation: ``FixedDegradationDataset`` gives each image its support set; one dataset per degradation task, so
 BasicSR logs the metrics of every task on its own.
 
@@ -32,6 +36,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..engine.basicsr.optimizers import AnyTorchOptimizerMixin
+from .degradations import degrade_tasks
 
 SCHEDULERS = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
               'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
@@ -104,7 +109,18 @@ class CMDSRModel(AnyTorchOptimizerMixin, SRModel):
                 raise ValueError(f'train scheduler type must be one of {sorted(SCHEDULERS)}, got {kind!r}')
             self.schedulers.append(SCHEDULERS[kind](optimizer, **spec))
 
+    @torch.no_grad()
+    def degrade(self, data: dict) -> dict:
+        """``data`` with ``lq`` made from ``gt`` ``(T, P, 3, H, W)`` and the tasks' draws ``degradation`` (left on
+        the CPU: the per-task numbers are read there, so nothing waits for the device), on the model's device."""
+        gt = data['gt'].to(self.device)
+        with torch.autocast(device_type=gt.device.type, enabled=False):
+            lq = degrade_tasks(gt, data['degradation'], self.opt['scale'])
+        return dict(data, lq=lq, gt=gt)
+
     def feed_data(self, data):
+        if 'degradation' in data:  # HR crops and draws (degrade_on: device)
+            data = self.degrade(data)
         lq = data['lq'].to(self.device)
         self.support = data['support'].to(self.device) if 'support' in data else None
         if lq.dim() == 5:  # training: (T, P, C, h, w) tasks

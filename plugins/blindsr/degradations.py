@@ -17,12 +17,22 @@ sinc filter with JPEG in either order. BasicSR draws kernels per sample and nois
 sample and shuffles samples through a pool; here every draw is made once per task and there is no pool, or the
 contrastive signal would be meaningless (shared/docs/references.md, A.2).
 
-Everything runs on torch tensors on any device (``DiffJPEG`` is built on the device of the images, never with
-``.cuda()``). Images are ``(P, 3, H, W)`` RGB in [0, 1].
+Two ways to run the same degradations (``datasets:train:degrade_on`` of ``TaskDegradationDataset``):
+
+* in the data workers, one task at a time: ``sample()`` then ``apply(hr, params, scale)`` on ``(P, 3, H, W)``;
+* on the model's device, a batch of tasks at a time: the worker only draws (``sample()``, then ``encode(params)``:
+  kernels and numbers that the DataLoader collates), and ``degrade_tasks(hr, batch, scale)`` degrades
+  ``(T, P, 3, H, W)`` in ``CMDSRModel.feed_data``, as BasicSR's ``RealESRGANModel`` does. Blurs there are one
+  depthwise convolution over all tasks, split into two 1-D passes where a task's kernel has rank 1 (isotropic and
+  axis-aligned Gaussians, no blur); the result equals ``apply`` with the same draws to float precision
+  (``tests/blindsr/test_device_degradation.py``).
+
+Everything is torch on any device (``DiffJPEG`` is built on the device of the images, never with ``.cuda()``).
+Images are RGB in [0, 1].
 """
 import math
 import random
-from typing import Dict, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -57,11 +67,18 @@ def _merged(defaults: Dict, opt: Dict, where: str) -> Dict:
     return {**defaults, **{k: v for k, v in opt.items() if k != 'type'}}
 
 
+_JPEGERS: Dict[torch.device, torch.nn.Module] = {}  # one DiffJPEG per device (it holds only constant tables)
+
+
 def _jpeg(img: torch.Tensor, quality: float) -> torch.Tensor:
-    """JPEG-compress ``(P, 3, H, W)`` in [0, 1] at one quality with BasicSR's DiffJPEG, on the images' device."""
-    from basicsr.utils.diffjpeg import DiffJPEG
-    jpeger = DiffJPEG(differentiable=False).to(img.device)
-    return jpeger(img.clamp(0, 1), quality=img.new_full((img.shape[0], ), float(quality)))
+    """JPEG-compress ``(P, 3, H, W)`` in [0, 1] at one quality with BasicSR's DiffJPEG, on the images' device.
+
+    (DiffJPEG reads each image's quality on the host: one small sync per image on a GPU, as in BasicSR's
+    ``RealESRGANModel``.)"""
+    if img.device not in _JPEGERS:
+        from basicsr.utils.diffjpeg import DiffJPEG
+        _JPEGERS[img.device] = DiffJPEG(differentiable=False).to(img.device)
+    return _JPEGERS[img.device](img.clamp(0, 1), quality=img.new_full((img.shape[0], ), float(quality)))
 
 
 def gaussian_noise(img: torch.Tensor, sigma: float, gray: bool = False, generator: torch.Generator = None):
@@ -85,6 +102,97 @@ def _filter(img: torch.Tensor, kernel: np.ndarray) -> torch.Tensor:
         kernel = kernel[cut:kernel.shape[0] - cut, cut:kernel.shape[1] - cut]
         kernel = kernel / kernel.sum()
     return filter2D(img.contiguous(), torch.from_numpy(np.ascontiguousarray(kernel)).to(img)[None])
+
+
+def separable_factors(kernel: np.ndarray, rtol: float = 1e-6) -> Optional[np.ndarray]:
+    """``(2, k)`` float32 ``[column, row]`` with ``outer(column, row) == kernel`` when ``kernel`` ``(k, k)`` has rank 1
+    (isotropic or axis-aligned Gaussians, a delta), to ``rtol`` of its largest singular value; else None."""
+    u, s, vt = np.linalg.svd(np.asarray(kernel, dtype=np.float64))
+    if s[0] == 0 or s[1] > rtol * s[0]:
+        return None
+    column, row = u[:, 0] * math.sqrt(s[0]), vt[0] * math.sqrt(s[0])
+    if column.sum() < 0:  # both signs flipped: the same product, positive factors for a positive kernel
+        column, row = -column, -row
+    return np.stack([column, row]).astype(np.float32)
+
+
+def encode_kernel(kernel: Optional[np.ndarray], size: int) -> Dict:
+    """A blur kernel as the DataLoader can collate it: ``weights`` ``(k, k)`` float32 (a delta when ``kernel`` is
+    None), ``factors`` ``(2, k)`` (zeros unless ``separable``), ``separable``, ``on`` (False: no blur)."""
+    on = kernel is not None
+    if not on:
+        kernel = np.zeros((size, size), np.float32)
+        kernel[size // 2, size // 2] = 1
+    factors = separable_factors(kernel)
+    return {'weights': np.ascontiguousarray(kernel, dtype=np.float32), 'on': on, 'separable': factors is not None,
+            'factors': np.zeros((2, kernel.shape[0]), np.float32) if factors is None else factors}
+
+
+def _fit_kernels(kernels: torch.Tensor, factors: torch.Tensor, h: int, w: int):
+    """``_filter``'s rule for images smaller than the kernel, on ``(T, k, k)`` kernels and ``(T, 2, k)`` factors."""
+    k, limit = kernels.shape[-1], 2 * min(h, w) - 1  # limit is odd, as k is
+    if k <= limit:
+        return kernels, factors
+    cut = (k - limit) // 2
+    kernels = kernels[:, cut:k - cut, cut:k - cut]
+    factors = factors[..., cut:k - cut]
+    return kernels / kernels.sum(dim=(1, 2), keepdim=True), factors / factors.sum(dim=2, keepdim=True)
+
+
+def _depthwise(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Correlate every one of the ``G`` planes of task ``t`` with ``weights[t]``: ``x`` ``(T, G, H, W)``,
+    ``weights`` ``(T, kh, kw)`` -> ``(T, G, H - kh + 1, W - kw + 1)``; one grouped convolution for all tasks."""
+    t, g = x.shape[:2]
+    kh, kw = weights.shape[-2:]
+    weight = weights[:, None].expand(t, g, kh, kw).reshape(t * g, 1, kh, kw)
+    out = F.conv2d(x.reshape(1, t * g, *x.shape[-2:]), weight, groups=t * g)
+    return out.reshape(t, g, *out.shape[-2:])
+
+
+def blur_tasks(img: torch.Tensor, kernels: torch.Tensor, factors: torch.Tensor,
+               separable: Sequence[bool]) -> torch.Tensor:
+    """Blur each task's images with the task's kernel, as ``_filter`` (BasicSR's ``filter2D``: reflection padding,
+    correlation) does one task at a time, on the device of ``img``.
+
+    Args:
+        img: ``(T, N, C, H, W)``.
+        kernels: ``(T, k, k)``, k odd.
+        factors: ``(T, 2, k)``: ``[column, row]`` of the tasks whose kernel is ``outer(column, row)``.
+        separable: per task, True to blur with the two 1-D passes (k + k instead of k * k products per pixel).
+
+    Returns:
+        ``(T, N, C, H, W)``.
+    """
+    t, n, c, h, w = img.shape
+    kernels, factors = _fit_kernels(kernels.to(img), factors.to(img), h, w)
+    pad = kernels.shape[-1] // 2
+    x = F.pad(img.reshape(t, n * c, h, w), (pad, pad, pad, pad), mode='reflect')
+
+    def two_passes(idx):
+        return _depthwise(_depthwise(x[idx], factors[idx, 0, :, None]), factors[idx, 1, None, :])
+
+    sep = [i for i in range(t) if separable[i]]
+    full = [i for i in range(t) if not separable[i]]
+    if not full:
+        out = two_passes(slice(None))
+    elif not sep:
+        out = _depthwise(x, kernels)
+    else:
+        out = x.new_empty(t, n * c, h, w)
+        out[sep] = two_passes(sep)
+        out[full] = _depthwise(x[full], kernels[full])
+    return out.reshape(t, n, c, h, w)
+
+
+def _task_values(batch, i: int):
+    """Task ``i`` of a collated batch of ``encode`` outputs: tensors indexed (0-d ones as Python numbers), lists
+    (strings) indexed, dicts recursed."""
+    if isinstance(batch, dict):
+        return {k: _task_values(v, i) for k, v in batch.items()}
+    if torch.is_tensor(batch):
+        value = batch[i]
+        return value.item() if value.dim() == 0 else value
+    return batch[i]
 
 
 def quantize(img: torch.Tensor) -> torch.Tensor:
@@ -124,6 +232,33 @@ class PaperDegradation:
     def apply(self, hr: torch.Tensor, params: Dict, scale: int, generator: torch.Generator = None) -> torch.Tensor:
         return apply_paper_degradation(hr, params, scale, int(self.opt['kernel_size']), generator)
 
+    def encode(self, params: Dict) -> Dict:
+        """``params`` as the DataLoader collates them for ``apply_batch``: the blur kernel (``encode_kernel``), the
+        noise level and the JPEG quality (0 = none)."""
+        size = int(self.opt['kernel_size'])
+        return {'type': 'paper', 'blur': encode_kernel(paper_kernel(params, size), size),
+                'noise': float(params.get('noise', 0)), 'jpeg': float(params.get('jpeg') or 0)}
+
+    @staticmethod
+    def apply_batch(hr: torch.Tensor, batch: Dict, scale: int, generator: torch.Generator = None) -> torch.Tensor:
+        """``apply`` for T tasks at once on the device of ``hr`` ``(T, P, 3, H, W)``, with the collated ``encode``
+        outputs of the T tasks (on the CPU; nothing is read back from the device) -> ``(T, P, 3, H/s, W/s)``.
+        Blur and bicubic run over all tasks at once; noise is drawn task by task (so one ``generator`` gives the
+        same noise as ``apply`` called task by task with it), JPEG for the tasks that have it."""
+        t, p, c, h, w = hr.shape
+        blur = batch['blur']
+        out = hr
+        if bool(blur['on'].any()):  # tasks without blur have a delta kernel
+            out = blur_tasks(hr, blur['weights'], blur['factors'], blur['separable'].tolist())
+        out = F.interpolate(out.reshape(t * p, c, h, w), size=(h // scale, w // scale), mode='bicubic',
+                            align_corners=False).reshape(t, p, c, h // scale, w // scale)
+        for i, (level, quality) in enumerate(zip(batch['noise'].tolist(), batch['jpeg'].tolist())):
+            if level > 0:
+                out[i] = gaussian_noise(out[i], level, generator=generator)
+            if quality:
+                out[i] = _jpeg(out[i], quality)
+        return quantize(out)
+
     @staticmethod
     def describe(params: Dict) -> str:
         """A short name for logs and task folders, e.g. ``blur2.6_noise15``."""
@@ -132,16 +267,24 @@ class PaperDegradation:
         return blur + f"_noise{params['noise']:g}" + (f"_jpeg{params['jpeg']}" if params.get('jpeg') else '')
 
 
+def paper_kernel(params: Dict, kernel_size: int) -> Optional[np.ndarray]:
+    """The ``(kernel_size, kernel_size)`` Gaussian blur kernel of paper parameters (``sigma_x``, ``sigma_y``,
+    ``theta``), float64 summing to 1; None for ``sigma_x`` 0 (no blur)."""
+    if params.get('sigma_x', 0) <= 0:
+        return None
+    sigma_y = params.get('sigma_y', params['sigma_x'])
+    return bivariate_Gaussian(kernel_size, params['sigma_x'], sigma_y, params.get('theta', 0.),
+                              isotropic=sigma_y == params['sigma_x'])
+
+
 def apply_paper_degradation(hr: torch.Tensor, params: Dict, scale: int, kernel_size: int = 15,
                             generator: torch.Generator = None) -> torch.Tensor:
     """Blur (Gaussian, ``sigma_x``/``sigma_y``/``theta``; sigma 0 = none) -> bicubic x1/scale -> Gaussian noise
     ``noise`` -> JPEG ``jpeg`` (None = none) -> 8-bit rounding, on ``(P, 3, H, W)`` [0, 1] -> ``(P, 3, H/s, W/s)``.
     ``generator`` makes the noise reproducible (fixed evaluation tasks)."""
     out = hr
-    if params.get('sigma_x', 0) > 0:
-        sigma_y = params.get('sigma_y', params['sigma_x'])
-        kernel = bivariate_Gaussian(kernel_size, params['sigma_x'], sigma_y, params.get('theta', 0.),
-                                    isotropic=sigma_y == params['sigma_x'])
+    kernel = paper_kernel(params, kernel_size)
+    if kernel is not None:
         out = _filter(out, kernel)
     h, w = hr.shape[-2:]
     out = F.interpolate(out, size=(h // scale, w // scale), mode='bicubic', align_corners=False)
@@ -201,19 +344,57 @@ class RealESRGANDegradation:
         return (img + generate_poisson_noise_pt(img, step['level'], float(step['gray']))).clamp(0, 1)
 
     def apply(self, hr: torch.Tensor, params: Dict, scale: int, generator: torch.Generator = None) -> torch.Tensor:
-        h, w = hr.shape[-2:]
+        """Degrade one task's ``(P, 3, H, W)`` HR patches -> ``(P, 3, H/s, W/s)`` (the noise uses torch's global
+        generator; ``generator`` is not used)."""
+        def blur(img, name):
+            return img if params[name] is None else _filter(img, params[name])
+
+        return self._after_first_blur(_filter(hr, params['kernel1']), params, hr.shape[-2:], scale, blur)
+
+    def encode(self, params: Dict) -> Dict:
+        """``params`` as the DataLoader collates them for ``apply_batch``: each kernel by ``encode_kernel``
+        (the final sinc ``on`` or not), the resize, noise and JPEG draws as they are."""
+        enc = {k: v for k, v in params.items() if k not in ('kernel1', 'kernel2', 'sinc')}
+        enc.update({name: encode_kernel(params[name], 21) for name in ('kernel1', 'kernel2', 'sinc')})
+        return dict(enc, type='realesrgan')
+
+    @classmethod
+    def apply_batch(cls, hr: torch.Tensor, batch: Dict, scale: int, generator: torch.Generator = None) -> torch.Tensor:
+        """``apply`` for T tasks on the device of ``hr`` ``(T, P, 3, H, W)``, with the collated ``encode`` outputs
+        (on the CPU) -> ``(T, P, 3, H/s, W/s)``. The first blur (at HR size, the costliest step) runs over all
+        tasks at once; the rest task by task, since each task resizes to its own intermediate size. The noise
+        uses torch's generator of ``hr``'s device, task after task (``generator`` is not used, as in ``apply``)."""
+        k1 = batch['kernel1']
+        first = blur_tasks(hr, k1['weights'], k1['factors'], k1['separable'].tolist())
+        out = []
+        for i in range(hr.shape[0]):
+            params = _task_values(batch, i)
+
+            def blur(img, name, params=params):
+                kernel = params[name]
+                if not kernel['on']:
+                    return img
+                return blur_tasks(img[None], kernel['weights'][None], kernel['factors'][None],
+                                  [kernel['separable']])[0]
+
+            out.append(cls._after_first_blur(first[i], params, hr.shape[-2:], scale, blur))
+        return torch.stack(out)
+
+    @classmethod
+    def _after_first_blur(cls, out: torch.Tensor, params: Dict, hw, scale: int,
+                          blur: Callable[[torch.Tensor, str], torch.Tensor]) -> torch.Tensor:
+        """The pipeline after the first blur; ``blur(img, name)`` applies the task's kernel ``name`` (or none)."""
+        h, w = hw
         first, second = params['first'], params['second']
-        out = _filter(hr, params['kernel1'])
         out = F.interpolate(out, scale_factor=first['resize'], mode=first['resize_mode'])
-        out = _jpeg(self._noise(out, first), first['jpeg'])
+        out = _jpeg(cls._noise(out, first), first['jpeg'])
         if params['second_blur']:
-            out = _filter(out, params['kernel2'])
+            out = blur(out, 'kernel2')
         size2 = (max(1, int(h / scale * second['resize'])), max(1, int(w / scale * second['resize'])))
-        out = self._noise(F.interpolate(out, size=size2, mode=second['resize_mode']), second)
+        out = cls._noise(F.interpolate(out, size=size2, mode=second['resize_mode']), second)
 
         def resize_sinc(x):
-            x = F.interpolate(x, size=(h // scale, w // scale), mode=params['final_mode'])
-            return x if params['sinc'] is None else _filter(x, params['sinc'])
+            return blur(F.interpolate(x, size=(h // scale, w // scale), mode=params['final_mode']), 'sinc')
 
         if params['sinc_first']:
             out = _jpeg(resize_sinc(out), second['jpeg'])
@@ -228,11 +409,22 @@ class RealESRGANDegradation:
         return f"resize{f['resize']:.2f}_{kind(f)}_q{f['jpeg']:.0f}_resize{s['resize']:.2f}_{kind(s)}_q{s['jpeg']:.0f}"
 
 
+KINDS = {'paper': PaperDegradation, 'realesrgan': RealESRGANDegradation}
+
+
 def build_degradation(opt: Optional[Dict], where: str = 'degradation'):
     """``PaperDegradation`` or ``RealESRGANDegradation`` from a ``{type: paper|realesrgan, ...}`` dict."""
     opt = dict(opt or {'type': 'paper'})
-    kinds = {'paper': PaperDegradation, 'realesrgan': RealESRGANDegradation}
     kind = opt.get('type', 'paper')
-    if kind not in kinds:
-        raise ValueError(f'{where}: type must be one of {sorted(kinds)}, got {kind!r}')
-    return kinds[kind](opt, where)
+    if kind not in KINDS:
+        raise ValueError(f'{where}: type must be one of {sorted(KINDS)}, got {kind!r}')
+    return KINDS[kind](opt, where)
+
+
+def degrade_tasks(hr: torch.Tensor, batch: Dict, scale: int, generator: torch.Generator = None) -> torch.Tensor:
+    """Degrade a batch of tasks on the device of ``hr`` ``(T, P, 3, H, W)`` in [0, 1] with their collated
+    ``encode`` outputs (``batch['type']`` names the family) -> ``(T, P, 3, H/scale, W/scale)``, 8-bit values."""
+    kinds: List[str] = sorted(set(batch['type']))
+    if len(kinds) != 1 or kinds[0] not in KINDS:
+        raise ValueError(f'a batch of degradation tasks must be of one known type ({sorted(KINDS)}), got {kinds}')
+    return KINDS[kinds[0]].apply_batch(hr, batch, scale, generator)

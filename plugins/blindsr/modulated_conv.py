@@ -43,22 +43,62 @@ class EqualLinear(nn.Module):
         return f'{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}'
 
 
+class InputScaledConv2d(torch.autograd.Function):
+    """``F.conv2d(x * scale[:, :, None, None], weight, bias, stride, padding, dilation)`` whose backward recomputes
+    the scaled input from ``x`` and ``scale`` instead of keeping it.
+
+    Plain autograd would keep both ``x`` (for the scale's gradient) and its scaled copy (for the weight's): one more
+    activation per modulated convolution, which at the paper's size is more than the grouped form's per-sample
+    weights (90 vs 23 MiB per convolution) and in the RRDB BaseNet doubles the dense blocks' activations. Under
+    autocast the convolution runs in the output's dtype, and so does its backward here.
+
+    Shapes: x ``(B, in, H, W)``, scale ``(B, in)``, weight ``(out, in, k, k)``, bias ``(out,)`` or None.
+    """
+
+    @staticmethod
+    def forward(ctx, x, scale, weight, bias, stride, padding, dilation):
+        ctx.save_for_backward(x, scale, weight)
+        ctx.conv = (stride, padding, dilation)
+        ctx.bias_dtype = None if bias is None else bias.dtype
+        return F.conv2d(x * scale[:, :, None, None], weight, bias, stride, padding, dilation)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, scale, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.conv
+        need_x, need_scale, need_weight, need_bias = ctx.needs_input_grad[:4]
+        scaled = x * scale[:, :, None, None]
+        dtype = grad_out.dtype  # the dtype F.conv2d ran in (autocast casts its inputs to it)
+        grad_in, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+            grad_out, scaled.to(dtype), weight.to(dtype), None if ctx.bias_dtype is None else [weight.shape[0]],
+            list(stride), list(padding), list(dilation), False, [0, 0], 1,
+            [need_x or need_scale, need_weight, need_bias and ctx.bias_dtype is not None])
+        grad_x = grad_scale = None
+        if grad_in is not None:
+            grad_in = grad_in.to(scaled.dtype)
+            grad_x = (grad_in * scale[:, :, None, None]).to(x.dtype) if need_x else None
+            grad_scale = (grad_in * x).sum(dim=(2, 3)).to(scale.dtype) if need_scale else None
+        grad_weight = None if grad_weight is None else grad_weight.to(weight.dtype)
+        grad_bias = None if grad_bias is None else grad_bias.to(ctx.bias_dtype)
+        return grad_x, grad_scale, grad_weight, grad_bias, None, None, None
+
+
 class ModulatedConv2d(nn.Conv2d):
     """A 2-D convolution whose weights can be scaled per sample and per input channel (CMDSR's ``BaseConv2d``).
 
     With a modulation ``m`` of shape ``(B, in_channels)`` sample ``b`` is convolved with
-    ``W_b[o, i] = W[o, i] * m[b, i]``. The ``B`` convolutions run as ONE grouped convolution over the batch
-    (input reshaped to ``(1, B * in, H, W)``, weights to ``(B * out, in, k, k)``, ``groups=B``), so tasks of any
-    number and size share one kernel launch. There is no demodulation, as in the official code.
+    ``W_b[o, i] = W[o, i] * m[b, i]``. A convolution is linear in each input channel, so this equals scaling the
+    input, ``conv(x * m[:, :, None, None], W) + bias`` (zero padding stays zero; the bias is not modulated), and
+    that is how it runs: one dense convolution over the batch (``InputScaledConv2d``, which recomputes the scaled
+    input in the backward pass rather than keep it). There is no demodulation, as in the official code.
 
-    Two deliberate differences from the official ``BaseConv2d``:
-
-    * the official code reshapes the modulated weights with ``view(b * in, out, k, k)``, right only because its
-      modulated convolutions have ``in == out == 64``; here the reshape is ``(B * out, in, k, k)``, right for any
-      channel counts (the RRDB BaseNet has in != out);
-    * the official code repeats the bias with ``repeat_interleave(bias, b)``, which gives sample 0 the bias
-      ``[b0, b0, ..., b1, ...]``; the grouped layout needs ``bias.repeat(B)`` (sample-major), used here. With equal
-      biases (zeros at initialisation) both agree, but a trained bias would be scrambled across channels.
+    The official ``BaseConv2d`` builds the ``B`` modulated weights and runs one grouped convolution
+    (``groups = B``): ``B`` copies of the weights per convolution (160 x 144 KiB for 64 -> 64 channels at the
+    paper's size) and a grouped kernel instead of a dense one (StyleGAN2-ADA likewise fuses the modulation into
+    the weights only for inference). It also reshapes them with
+    ``view(b * in, out, k, k)``, right only because its convolutions have ``in == out``, and repeats the bias with
+    ``repeat_interleave(bias, b)``, which scrambles a trained bias across channels; the input scaling here has
+    neither problem. ``tests/blindsr/test_archs.py`` pins the outputs and gradients to a grouped convolution.
 
     Being an ``nn.Conv2d`` it keeps the usual ``weight``/``bias`` keys, so plain checkpoints load into it and
     BasicSR's ``default_init_weights`` applies.
@@ -89,17 +129,13 @@ class ModulatedConv2d(nn.Conv2d):
         weight = self.weight * self.weight_scale if self.equalized else self.weight
         if modulation is None:
             return self._conv_forward(x, weight, self.bias)
-        b, c, h, w = x.shape
+        b, c = x.shape[:2]
         if c != self.in_channels:
             raise ValueError(f'{type(self).__name__}: input has {c} channels, the convolution takes {self.in_channels}')
         if tuple(modulation.shape) != (b, c):
             raise ValueError(f'{type(self).__name__}: modulation must be (batch {b}, in_channels {c}), '
                              f'got {tuple(modulation.shape)}')
-        weight = weight.unsqueeze(0) * modulation[:, None, :, None, None]  # (B, out, in, k, k)
-        weight = weight.reshape(b * self.out_channels, c, *self.kernel_size)
-        bias = None if self.bias is None else self.bias.repeat(b)
-        out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, self.stride, self.padding, self.dilation, groups=b)
-        return out.reshape(b, self.out_channels, out.shape[-2], out.shape[-1])
+        return InputScaledConv2d.apply(x, modulation, weight, self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', equalized={self.equalized}'

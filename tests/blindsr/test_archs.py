@@ -71,22 +71,96 @@ def test_condition_net_forms_and_support_sizes():
         CMDSRConditionNet(form='pooled')
 
 
-def test_modulated_conv_is_one_grouped_conv_equal_to_per_sample_convs():
+def grouped_modulated_conv(conv: ModulatedConv2d, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+    """The reference: the B per-sample weights ``W * m[b]`` as one grouped convolution over the batch (the official
+    BaseConv2d's way, with its reshape and bias repetition corrected), as ModulatedConv2d ran before it scaled the
+    input instead."""
+    b, c, h, w = x.shape
+    weight = conv.weight * conv.weight_scale
+    weight = (weight[None] * mod[:, None, :, None, None]).reshape(b * conv.out_channels, c, *conv.kernel_size)
+    bias = None if conv.bias is None else conv.bias.repeat(b)
+    out = F.conv2d(x.reshape(1, b * c, h, w), weight, bias, conv.stride, conv.padding, conv.dilation, groups=b)
+    return out.reshape(b, conv.out_channels, *out.shape[-2:])
+
+
+@pytest.mark.parametrize('equalized', [False, True])
+def test_modulated_conv_equals_the_grouped_per_sample_weights_with_gradients(equalized):
     torch.manual_seed(0)
-    for equalized in (False, True):
-        conv = ModulatedConv2d(5, 7, 3, padding=1, equalized=equalized)  # in != out: the official reshape fails
-        with torch.no_grad():
-            conv.bias.normal_()  # a trained bias: the official repeat_interleave would scramble it
-        x, mod = torch.rand(4, 5, 6, 6), torch.rand(4, 5) + 0.5
-        out = conv(x, mod)
-        w = conv.weight * conv.weight_scale
-        expected = torch.cat([F.conv2d(x[b:b + 1], w * mod[b][None, :, None, None], conv.bias, padding=1)
-                              for b in range(4)])
-        assert torch.allclose(out, expected, atol=1e-5)
-        # scaling the input channels is the same thing (no demodulation)
-        assert torch.allclose(out, conv(x * mod[:, :, None, None]), atol=1e-5)
+    conv = ModulatedConv2d(5, 7, 3, padding=1, equalized=equalized)  # in != out: the official reshape fails
+    with torch.no_grad():
+        conv.bias.normal_()  # a trained bias: the official repeat_interleave would scramble it
+    x, mod = torch.rand(4, 5, 6, 6), torch.rand(4, 5) + 0.5
+    grads = []
+    for forward in (conv, lambda a, m: grouped_modulated_conv(conv, a, m)):
+        conv.zero_grad()
+        xi, mi = x.clone().requires_grad_(), mod.clone().requires_grad_()
+        out = forward(xi, mi)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        grads.append((out.detach(), xi.grad, mi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()))
+    for name, ours, reference in zip(('output', 'x', 'modulation', 'weight', 'bias'), *grads):
+        assert torch.allclose(ours, reference, rtol=1e-5, atol=1e-5), name
+    # and per-sample convolutions with the modulated weights agree (no demodulation)
+    w = conv.weight * conv.weight_scale
+    per_sample = torch.cat([F.conv2d(x[b:b + 1], w * mod[b][None, :, None, None], conv.bias, padding=1)
+                            for b in range(4)])
+    assert torch.allclose(grads[0][0], per_sample, atol=1e-5)
     with pytest.raises(ValueError, match=r'modulation must be \(batch 4, in_channels 5\)'):
         conv(x, mod[:2])
+
+
+def _plain_autograd(conv, x, mod):
+    """The dense form left to autograd (which keeps the scaled input for the backward pass)."""
+    return F.conv2d(x * mod[:, :, None, None], conv.weight * conv.weight_scale, conv.bias, padding=1)
+
+
+def test_modulated_conv_backward_keeps_no_scaled_copy_of_the_input():
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(6, 6, 3, padding=1, equalized=True)
+    x, mod = torch.rand(4, 6, 10, 10, requires_grad=True), (torch.rand(4, 6) + 0.5).requires_grad_()
+    for forward, keeps_copy in ((conv, False), (lambda a, m: _plain_autograd(conv, a, m), True)):
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t) or t, lambda t: t):
+            forward(x, mod)
+        activations = [t for t in kept if t.shape == x.shape]
+        assert any(t.data_ptr() == x.data_ptr() for t in activations)
+        assert any(t.data_ptr() != x.data_ptr() for t in activations) == keeps_copy
+
+
+def test_modulated_conv_under_bf16_autocast_matches_autograd():
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(5, 7, 3, padding=1, equalized=True)
+    with torch.no_grad():
+        conv.bias.normal_()
+    x, mod = torch.rand(4, 5, 6, 6), torch.rand(4, 5) + 0.5
+    results = []
+    for forward in (conv, lambda a, m: _plain_autograd(conv, a, m)):
+        conv.zero_grad()
+        xi, mi = x.clone().requires_grad_(), mod.clone().requires_grad_()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = forward(xi, mi)
+        (out.float() * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        results.append((out, xi.grad, mi.grad, conv.weight.grad.clone(), conv.bias.grad.clone()))
+    assert results[0][0].dtype == torch.bfloat16
+    for name, ours, reference in zip(('output', 'x', 'modulation', 'weight', 'bias'), *results):
+        assert ours.dtype == reference.dtype and torch.allclose(ours.float(), reference.float(), rtol=1e-2,
+                                                                atol=1e-2), name
+
+
+def test_cmdsr_output_equals_the_grouped_form():
+    """A whole CMDSR (both BaseNets) with the dense form equals the same network run with grouped convolutions."""
+    torch.manual_seed(0)
+    for base, extra in (('srresnet', {}), ('rrdb', {'num_grow_ch': 4, 'img_range': 1.})):
+        net = CMDSR(base=base, support_size=2, num_feat=8, num_block=1, **extra).eval()
+        x, support = torch.rand(4, 3, 6, 5), torch.rand(2, 2, 3, 6, 5)
+        with torch.no_grad():
+            dense = net(x, support)
+            convs = [m for m in net.modules() if isinstance(m, ModulatedConv2d)]
+            originals = {m: m.forward for m in convs}
+            for m in convs:
+                m.forward = (lambda conv: lambda a, mod=None: originals[conv](a) if mod is None else
+                             grouped_modulated_conv(conv, a, mod))(m)
+            grouped = net(x, support)
+        assert torch.allclose(dense, grouped, rtol=1e-5, atol=1e-5), base
 
 
 def test_tasks_and_images_per_task_may_change_between_training_and_inference():

@@ -3,11 +3,12 @@ and LMDB HR, fixed reproducible evaluation tasks with self-cut support sets, sel
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 import plugins  # noqa: F401
 from plugins.blindsr.cmdsr_dataset import FixedDegradationDataset, TaskDegradationDataset
 from plugins.blindsr.degradations import (PaperDegradation, RealESRGANDegradation, apply_paper_degradation,
-                                          build_degradation)
+                                          build_degradation, degrade_tasks)
 from plugins.blindsr.support import self_support_patches
 
 torch.set_num_threads(1)
@@ -26,7 +27,7 @@ def _is_8bit(x: torch.Tensor) -> bool:
 
 def test_one_paper_degradation_per_task(demo_data, monkeypatch):
     ds = TaskDegradationDataset(_task_opt(demo_data, degradation={'type': 'paper', 'noise_range': [0, 0],
-                                                                  'aniso_prob': 0.5}))
+                                                                  'aniso_prob': 0.5}, degrade_on='worker'))
     drawn = []
     sample = ds.degradation.sample
     monkeypatch.setattr(ds.degradation, 'sample', lambda: drawn.append(sample()) or drawn[-1])
@@ -44,7 +45,10 @@ def test_lmdb_hr_and_patches_from_the_whole_set(demo_data):
                                           io_backend={'type': 'lmdb'}, patches_from='dataset', cache_images=True))
     assert len(ds) == 7
     item = ds[3]
-    assert item['lq'].shape == (6, 3, 8, 8) and _is_8bit(item['lq'])
+    # degrade_on: device (the default): HR crops and the task's draws, degraded by the model
+    assert 'lq' not in item and item['gt'].shape == (6, 3, 32, 32) and item['degradation']['type'] == 'paper'
+    lq = degrade_tasks(item['gt'][None], default_collate([item['degradation']]), 4)
+    assert lq.shape == (1, 6, 3, 8, 8) and _is_8bit(lq)
 
 
 def test_realesrgan_degradation_is_shared_by_the_task():
@@ -91,6 +95,7 @@ def test_self_support_patches_cover_the_image():
     ({'degradation': {'type': 'bsrgan'}}, 'type must be one of'),
     ({'degradation': {'type': 'paper', 'sigma_range': [2, 1]}}, 'sigma_range must be'),
     ({'gt_size': 30}, 'gt_size must be an integer multiple of scale 4'),
+    ({'degrade_on': 'gpu'}, r"degrade_on must be one of \('device', 'worker'\), got 'gpu'"),
 ])
 def test_bad_dataset_options(demo_data, opt, message):
     with pytest.raises(ValueError, match=message):

@@ -39,6 +39,8 @@ def small(rel: str) -> dict:
                       if 'gt_crop' in ds and ds['gt_crop'] is None})
     if has_option(opt, 'datasets:train:cache_images'):
         overrides['datasets:train:cache_images'] = False
+    if has_option(opt, 'datasets:train:persistent_workers'):  # torch refuses it without workers
+        overrides['datasets:train:persistent_workers'] = False
     if not opt['datasets']['train']['dataroot_gt'].startswith('datasets/demo/'):
         overrides.update({k: v for k, v in DEMO_DATA.items() if has_option(opt, k)})
     return overrides
@@ -98,6 +100,23 @@ def test_demo_training_steps_validation_per_task_and_checkpoint(demo_run):
     sr_params = state['optimizers'][0]['param_groups'][0]['params']
     cond_params = state['optimizers'][1]['param_groups'][0]['params']
     assert len(sr_params) == 8 * 2 + 4 * 2 and len(cond_params) == 4 * 2  # 8 convs + 4 modulations; 4 convs
+
+
+def _losses(log: str, iteration: int) -> str:
+    """The losses of an iteration's log line (after its learning rates and times)."""
+    return re.search(rf'iter:\s+{iteration},.*time \(data\): [\d.]+ \([\d.]+\)\] (.*)', log).group(1)
+
+
+def test_degrading_in_the_workers_trains_as_on_the_device(workdir, demo_run):
+    """degrade_on: worker (the dataset degrades each task) and device (the model degrades the batch, the demo's
+    default) give the same losses: the same crops, draws and noise (drawn in task order from torch's generator,
+    no data workers here), the same LR."""
+    assert options(DEMO)['datasets']['train']['degrade_on'] == 'device'
+    run = run_options(DEMO, workdir, {**small(DEMO), 'datasets:train:degrade_on': 'worker'})
+    log, device_log = run.log('train_*.log'), _log(demo_run)
+    for iteration in (1, 2):
+        assert _losses(log, iteration) == _losses(device_log, iteration)
+    assert 'l_contrast' in _losses(log, 1)
 
 
 def test_fixed_task_test_options_report_psnr_per_task(workdir, demo_run):
