@@ -17,7 +17,7 @@ ROLE_SUFFIXES = {
     'metric': ('_metric', ),
     # MMagic keeps networks, models and losses in one MODELS registry.
     'mmagic::model': ('_arch', '_model', '_loss'), 'mmagic::transform': ('_transform', ),
-    'mmagic::metric': ('_metric', ), 'mmengine::hook': ('hooks', ),
+    'mmagic::metric': ('_metric', ), 'mmengine::hook': ('hooks', ), 'mmengine::optim_wrapper': ('optim_wrappers', ),
 }
 
 
@@ -35,11 +35,13 @@ def _basicsr_registrations():
 def _mmagic_registrations():
     import plugins.classic.srcnn_mmagic  # noqa: F401
     import plugins.engine.mmengine.hooks  # noqa: F401
+    import plugins.engine.mmengine.optim_wrappers  # noqa: F401
     import plugins.inpaint  # noqa: F401
     from mmagic.registry import METRICS, MODELS, TRANSFORMS
-    from mmengine.registry import HOOKS
+    from mmengine.registry import HOOKS, OPTIM_WRAPPERS
     found = {f'mmagic::{r.name}': _ours(r.module_dict.items()) for r in (MODELS, TRANSFORMS, METRICS)}
     found['mmengine::hook'] = _ours(HOOKS.module_dict.items())
+    found['mmengine::optim_wrapper'] = _ours(OPTIM_WRAPPERS.module_dict.items())
     return found
 
 

@@ -3,6 +3,12 @@ PD-GAN, a local-weights VGG16 perceptual loss and PD-GAN's diversity loss. The a
 are MMagic's ``GANLoss``.
 
 Images are (N, 3, H, W) in [-1, 1]; masks (N, 1, H, W) with 1 on holes.
+
+Under mixed precision (``tools/train.py --amp``) MS-SSIM runs in float32 (autocast off, inputs cast): its Gaussian
+filtering would otherwise be cast like any convolution, and SSIM's small constants (C1 = 1e-4) and variance
+differences lose their meaning in float16. The other terms need nothing: autocast computes ``l1_loss`` and
+``mse_loss`` in float32 (the diversity loss's 1 / (L1 + 1e-5) included), and the TV loss gets the composite, which is
+float32 (its known pixels are the float32 ground truth).
 """
 import os.path as osp
 from typing import Dict, Optional
@@ -51,9 +57,10 @@ class MSSSIML1Loss(nn.Module):
         if min(pred.shape[-2:]) <= need:
             raise ValueError(f'MSSSIML1Loss: images of {tuple(pred.shape[-2:])} are too small for win_size '
                              f'{self.win_size}: the shorter side must exceed {need} (pytorch_msssim); lower win_size')
-        x, y = (pred + 1) / 2, (target + 1) / 2
-        msssim = ms_ssim(x, y, data_range=1.0, win_size=self.win_size, weights=self.weights)
-        return self.loss_weight * (self.alpha * (1 - msssim) + (1 - self.alpha) * (x - y).abs().mean())
+        with torch.autocast(pred.device.type, enabled=False):  # float32 (see the module's docstring)
+            x, y = (pred.float() + 1) / 2, (target.float() + 1) / 2
+            msssim = ms_ssim(x, y, data_range=1.0, win_size=self.win_size, weights=self.weights)
+            return self.loss_weight * (self.alpha * (1 - msssim) + (1 - self.alpha) * (x - y).abs().mean())
 
 
 @MODELS.register_module()
@@ -170,4 +177,4 @@ class InpaintDiversityLoss(nn.Module):
         a, b = sample_a * mask, sample_b * mask
         if self.vgg is not None:
             a, b = self.vgg(a)['relu4_1'], self.vgg(b)['relu4_1']
-        return self.loss_weight / (F.l1_loss(a, b) + self.eps)
+        return self.loss_weight / (F.l1_loss(a, b) + self.eps)  # float32 under autocast too (l1_loss)

@@ -33,8 +33,9 @@ class InpaintFID(BaseSampleWiseMetric):
     ``inception-2015-12-05.pt`` (the network of the original TF FID), called as ``net(x, return_features=True)`` on
     (N, 3, H, W) uint8-valued RGB tensors, returning (N, 2048) pool features. MMagic's ``FrechetInceptionDistance``
     computes the distance. A sample-wise metric in MMagic's evaluator (its prepare/sampler hooks), though the
-    distance is over the whole set. FID over a handful of images is not comparable with published numbers (those use
-    thousands); it ranks runs on the same images.
+    distance is over the whole set. FID over a handful of images is not comparable with published numbers (those
+    use thousands); it ranks runs on the same images. The network runs where the images are: it is loaded on the
+    CPU and moved to the images' device (the model's, on a GPU) the first time it sees them there.
 
     Args:
         inception_path: the TorchScript file.
@@ -50,10 +51,15 @@ class InpaintFID(BaseSampleWiseMetric):
             raise FileNotFoundError(f'InpaintFID: inception_path {inception_path!r} not found: expected a local '
                                     'TorchScript Inception such as inception-2015-12-05.pt (no download at run time)')
         self.inception = torch.jit.load(inception_path, map_location='cpu').eval()
+        self.inception_device = torch.device('cpu')
 
     @torch.no_grad()
     def _features(self, images: List[torch.Tensor]) -> np.ndarray:
+        """images: (3, H, W) tensors of 0-255 values on one device. Returns (N, 2048) float64 features."""
         batch = torch.stack([img.float().clamp(0, 255).round() for img in images]).to(torch.uint8)
+        if batch.device != self.inception_device:  # once per device: the network follows the data
+            self.inception = self.inception.to(batch.device)
+            self.inception_device = batch.device
         return self.inception(batch, return_features=True).double().cpu().numpy()
 
     def process(self, data_batch: dict, data_samples: Sequence[dict]) -> None:

@@ -4,6 +4,11 @@ Both take MMagic's inpainting batches: ``inputs`` = masked image, ``data_samples
 images normalised to [-1, 1] by ``DataPreprocessor(mean=127.5, std=127.5)``. Generator and discriminator have
 their own optimizers (``optim_wrapper.generator`` / ``optim_wrapper.disc``); the generator's exponential moving
 average (mmengine's ``ExponentialMovingAverage``) is kept in ``generator_ema`` and used at validation and test.
+
+The training steps go through the optimizer wrappers as mmengine's own models do: each forward inside the wrapper's
+``optim_context`` (autocast under ``tools/train.py --amp``) and each backward and step through ``update_params``
+(the loss scaler's under float16 ``--amp``). MMagic 1.2.0's ``OneStageInpaintor.train_step`` calls
+``loss.backward()`` and ``optimizer.step()`` itself, which a loss scaler cannot follow: it is replaced here.
 """
 import os.path as osp
 from typing import Dict, List, Optional, Tuple
@@ -34,6 +39,12 @@ def _unwrap(module):
     return module.module if is_model_wrapper(module) else module
 
 
+def _add_losses(total: Dict[str, torch.Tensor], losses: Dict[str, torch.Tensor]) -> None:
+    """Add ``losses`` into ``total`` term by term (a term new to ``total`` is added as it is)."""
+    for key, value in losses.items():
+        total[key] = total[key] + value if key in total else value
+
+
 @MODELS.register_module()
 class EncDecInpaintor(OneStageInpaintor):
     """MMagic's one-stage inpaintor with two additions of the seed: a whole-image reconstruction loss on the raw
@@ -56,7 +67,50 @@ class EncDecInpaintor(OneStageInpaintor):
 
     # -- training --------------------------------------------------------------------------------------------
     def train_step(self, data: List[dict], optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
-        log_vars = super().train_step(data, optim_wrapper)
+        """MMagic's one-stage step: the generator's completion, a discriminator step on it and the real images, a
+        generator step every ``train_cfg.disc_step`` discriminator steps (then the EMA update). Returns the log
+        variables (``loss`` is the generator's, as in MMagic's logs)."""
+        data = self.data_preprocessor(data, True)
+        masked_img, samples = data['inputs'], data['data_samples']
+        gt, mask = samples.gt_img, samples.mask.float()
+        generator_wrapper = optim_wrapper['generator']
+        with generator_wrapper.optim_context(self.generator):
+            fake_res = self.generator(torch.cat([masked_img, mask], dim=1))
+        fake_img = gt * (1. - mask) + fake_res * mask
+        log_vars = {}
+        if self.with_gan and self.train_cfg.disc_step > 0:
+            log_vars.update(self.discriminator_step([fake_img], gt, mask, optim_wrapper['disc']))
+            self.disc_step_count = (self.disc_step_count + 1) % self.train_cfg.disc_step
+            if self.disc_step_count != 0:
+                return log_vars
+        if self.with_gan:  # no discriminator gradients from the generator's adversarial loss
+            set_requires_grad(self.disc, False)
+        with generator_wrapper.optim_context(self.generator):
+            _, losses = self.generator_loss(fake_res, fake_img, gt, mask, masked_img)
+        log_vars.update(self.generator_step(losses, generator_wrapper))
+        return log_vars
+
+    def discriminator_step(self, fakes: List[torch.Tensor], gt: torch.Tensor, mask: torch.Tensor,
+                           optim_wrapper) -> Dict[str, torch.Tensor]:
+        """One step of the discriminator on completions ``fakes`` (each (N, 3, H, W), detached here; their
+        ``fake_loss`` terms summed) and the real images ``gt``, plus MMagic's gradient penalty and shift losses when
+        configured. Returns the log variables."""
+        set_requires_grad(self.disc, True)
+        losses = {}
+        with optim_wrapper.optim_context(self.disc):
+            for fake in fakes:
+                _add_losses(losses, self.forward_train_d(fake.detach(), False, is_disc=True))
+            _add_losses(losses, self.forward_train_d(gt, True, is_disc=True))
+            if self.with_gp_loss:
+                losses['loss_gp'] = self.loss_gp(self.disc, gt, fakes[0].detach(), mask=mask)
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
+        return log_vars
+
+    def generator_step(self, losses: Dict[str, torch.Tensor], optim_wrapper) -> Dict[str, torch.Tensor]:
+        """Backward and step of the generator on the sum of ``losses``, then the EMA update; the log variables."""
+        loss, log_vars = self.parse_losses(losses)
+        optim_wrapper.update_params(loss)
         self.update_ema()
         return log_vars
 
@@ -65,13 +119,36 @@ class EncDecInpaintor(OneStageInpaintor):
             self.generator_ema.update_parameters(_unwrap(self.generator))
 
     def generator_loss(self, fake_res, fake_img, gt, mask, masked_img) -> Tuple[dict, dict]:
-        """MMagic's generator losses (GAN, L1 hole/valid, TV) plus ``loss_rec`` and ``loss_percep``."""
-        res, loss = super().generator_loss(fake_res, fake_img, gt, mask, masked_img)
+        """The generator's losses, named as MMagic's ``OneStageInpaintor.generator_loss`` names them (GAN, L1 on
+        the hole and on the known region, perceptual/style on the composite and on the raw output, TV), plus
+        ``loss_rec`` and ``loss_percep``. fake_res: raw output, fake_img: composite, gt, masked_img: (N, 3, H, W)
+        in [-1, 1]; mask (N, 1, H, W), 1 = hole.
+
+        Returns (images, losses). MMagic's version returns CPU copies of the four images for visualisation, which
+        no caller reads: four device-to-host copies, each a host sync, per step. Here the images are returned as
+        they are; the losses are computed as MMagic computes them."""
+        loss = {}
+        if self.with_gan:
+            loss['loss_g_fake'] = self.loss_gan(self.disc(fake_img), True, is_disc=False)
+        if self.with_l1_hole_loss:
+            loss['loss_l1_hole'] = self.loss_l1_hole(fake_res, gt, weight=mask)
+        if self.with_l1_valid_loss:
+            loss['loss_l1_valid'] = self.loss_l1_valid(fake_res, gt, weight=1. - mask)
+        for name, image, wanted in (('composed', fake_img, self.with_composed_percep_loss),
+                                    ('out', fake_res, self.with_out_percep_loss)):
+            if wanted:
+                percep, style = self.loss_percep(image, gt)
+                if percep is not None:
+                    loss[f'loss_{name}_percep'] = percep
+                if style is not None:
+                    loss[f'loss_{name}_style'] = style
+        if self.with_tv_loss:
+            loss['loss_tv'] = self.loss_tv(fake_img, mask=mask)
         if self.loss_rec is not None:
             loss['loss_rec'] = self.loss_rec(fake_res, gt)
         if self.loss_vgg is not None:
             loss['loss_percep'] = self.loss_vgg(fake_res, gt)
-        return res, loss
+        return dict(gt_img=gt, masked_img=masked_img, fake_res=fake_res, fake_img=fake_img), loss
 
     # -- inference ---------------------------------------------------------------------------------------------
     def inference_generator(self) -> torch.nn.Module:
@@ -159,8 +236,11 @@ class PDGANInpaintor(EncDecInpaintor):
         return raw * mask + masked_img * (1. - mask)
 
     def sample_noise(self, n: int, device, seed: Optional[int] = None) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        return torch.randn(n, _unwrap(self.generator).z_dim, generator=gen).to(device)
+        """(n, z_dim) standard normal noise, drawn on ``device`` by that device's generator (torch's global one of
+        the device, or a fresh one seeded with ``seed``)."""
+        device = torch.device(device)
+        gen = torch.Generator(device=device).manual_seed(seed) if seed is not None else None
+        return torch.randn(n, _unwrap(self.generator).z_dim, generator=gen, device=device)
 
     def inpaint(self, masked_img: torch.Tensor, mask: torch.Tensor,
                 noise: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -172,41 +252,32 @@ class PDGANInpaintor(EncDecInpaintor):
         return raw, raw * mask + masked_img * (1. - mask)
 
     def train_step(self, data: List[dict], optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
+        """PD-GAN's step: the prior's completion, two noise vectors per image through the generator (one batch), a
+        discriminator step on both completions and the real images, then a generator step on both completions'
+        losses plus the diversity loss between them (and the EMA update)."""
         data = self.data_preprocessor(data, True)
         masked_img, samples = data['inputs'], data['data_samples']
         gt, mask = samples.gt_img, samples.mask.float()
         n = gt.shape[0]
-        prior = self.prior_image(masked_img, mask)
-        noise = self.sample_noise(2 * n, gt.device)  # z_A and z_B of PD-GAN, one batch through the generator
-        raw = self.generator(noise, prior.repeat(2, 1, 1, 1), mask.repeat(2, 1, 1, 1))
+        generator_wrapper = optim_wrapper['generator']
+        with generator_wrapper.optim_context(self.generator):
+            prior = self.prior_image(masked_img, mask)
+            noise = self.sample_noise(2 * n, gt.device)  # z_A and z_B of PD-GAN, one batch through the generator
+            raw = self.generator(noise, prior.repeat(2, 1, 1, 1), mask.repeat(2, 1, 1, 1))
         raws = raw.split(n)
         fakes = [r * mask + gt * (1. - mask) for r in raws]
         log_vars = {}
-
         if self.with_gan and self.train_cfg.disc_step > 0:
-            set_requires_grad(self.disc, True)
-            optim_wrapper['disc'].zero_grad()
-            for batch, is_real in [(f.detach(), False) for f in fakes] + [(gt, True)]:
-                loss_d, log_d = self.parse_losses(self.forward_train_d(batch, is_real, is_disc=True))
-                loss_d.backward()
-                for key, value in log_d.items():
-                    log_vars[key] = log_vars.get(key, 0) + value
-            optim_wrapper['disc'].step()
+            log_vars.update(self.discriminator_step(fakes, gt, mask, optim_wrapper['disc']))
+        if self.with_gan:  # no discriminator gradients from the generator's adversarial loss
             set_requires_grad(self.disc, False)
-
         losses = {}
-        for raw_k, fake_k in zip(raws, fakes):
-            _, loss_k = self.generator_loss(raw_k, fake_k, gt, mask, masked_img)
-            for key, value in loss_k.items():
-                losses[key] = losses.get(key, 0) + value
-        if self.loss_diversity is not None:
-            losses['loss_diversity'] = self.loss_diversity(raws[0], raws[1], mask)
-        loss_g, log_g = self.parse_losses(losses)
-        optim_wrapper['generator'].zero_grad()
-        loss_g.backward()
-        optim_wrapper['generator'].step()
-        self.update_ema()
-        log_vars.update(log_g)
+        with generator_wrapper.optim_context(self.generator):
+            for raw_k, fake_k in zip(raws, fakes):
+                _add_losses(losses, self.generator_loss(raw_k, fake_k, gt, mask, masked_img)[1])
+            if self.loss_diversity is not None:
+                losses['loss_diversity'] = self.loss_diversity(raws[0], raws[1], mask)
+        log_vars.update(self.generator_step(losses, generator_wrapper))
         return log_vars
 
     def forward_tensor(self, inputs: torch.Tensor, data_samples) -> Tuple[torch.Tensor, torch.Tensor]:

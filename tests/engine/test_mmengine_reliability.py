@@ -173,6 +173,30 @@ def test_guard_skips_only_the_optimizer_with_non_finite_gradients():
         NonFiniteGuardHook(patience=-1)
 
 
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_guard_leaves_float16_steps_to_the_loss_scaler_and_checks_bfloat16_ones(dtype):
+    """--amp's wrappers: float16's loss scaler skips non-finite steps itself (and lowers its scale); bfloat16 has no
+    scaler, so the guard skips a step with NaN gradients as for a plain wrapper."""
+    from mmengine.optim import OptimWrapperDict
+    from plugins.engine.mmengine.hooks import NonFiniteGuardHook
+    from plugins.engine.mmengine.optim_wrappers import DeviceAmpOptimWrapper
+
+    net = torch.nn.Linear(2, 1)
+    wrapper = DeviceAmpOptimWrapper(dtype=dtype, optimizer=torch.optim.SGD(net.parameters(), lr=1.))
+    runner = SimpleNamespace(optim_wrapper=OptimWrapperDict(generator=wrapper), iter=0,
+                             logger=SimpleNamespace(warning=lambda message: None))
+    hook = NonFiniteGuardHook(patience=3)
+    hook.before_train(runner)
+    before = net.weight.detach().clone()
+    hook.before_train_iter(runner, 0)
+    with wrapper.optim_context(net):
+        loss = net(torch.ones(1, 2)).sum() * float('nan')
+    wrapper.update_params(loss)
+    assert torch.equal(net.weight, before)  # skipped, by the scaler or by the guard
+    assert hook.counter.skipped_steps == ([] if dtype == 'float16' else ['generator'])
+    assert wrapper.loss_scaler.is_enabled() == (dtype == 'float16')
+
+
 def test_every_mmengine_config_has_the_guard_and_the_random_state_hook():
     """The shared runtime gives every mmengine config of the package the guard, turned on, and exact resume."""
     from mmengine.config import Config

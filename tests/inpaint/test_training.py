@@ -31,11 +31,12 @@ def _logs(work) -> set:
     return set(glob.glob(osp.join(str(work), '*', '*.log')))
 
 
-def train(config: str, cwd, work: str, iters: int, *options: str, resume: bool = False) -> str:
-    """``tools/train.py CONFIG`` in this process, in ``cwd``, into ``cwd/work``; returns the text of the run's log."""
+def train(config: str, cwd, work: str, iters: int, *options: str, resume: bool = False, args=()) -> str:
+    """``tools/train.py CONFIG`` in this process, in ``cwd``, into ``cwd/work`` (``args``: more flags, e.g.
+    ``--amp``); returns the text of the run's log."""
     config = config if osp.isabs(config) else osp.join(CONFIGS, config)
     before = _logs(osp.join(cwd, work))
-    run_config(config, cwd, args=['--work-dir', work, *(['--resume'] if resume else [])],
+    run_config(config, cwd, args=['--work-dir', work, *(['--resume'] if resume else []), *args],
                cfg_options=[f'train_cfg.max_iters={iters}', *FAST, *options])
     (log,) = _logs(osp.join(cwd, work)) - before
     with open(log) as f:

@@ -12,9 +12,20 @@ test_cfg = dict(type='MultiTestLoop')
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
-    dist_cfg=dict(backend='nccl'),  # plugins.compat switches to gloo on machines without CUDA
+    # backend: plugins.compat switches to gloo on machines without CUDA. timeout (seconds): how long a rank waits in a
+    # collective before the run fails. Validation and the checkpoint saves run on rank 0 while the other ranks wait
+    # in the next collective; torch's default (10 min for nccl) ends long validations, 30 min does not.
+    dist_cfg=dict(backend='nccl', timeout=1800),
 )
-randomness = dict(seed=0)
+# diff_rank_seed: each process of a torchrun run seeds its generators with seed + rank, so that the ranks draw
+# different masks, crops and noise (with one seed they all drew the same ones). The model still starts the same on
+# every rank (mmengine broadcasts rank 0's weights and buffers before training) and the ranks' data shards come
+# from one shuffling seed; TorchRandomStateHook keeps every rank's random state in the checkpoints.
+randomness = dict(seed=0, diff_rank_seed=True)
+# sync_bn='torch' (e.g. --cfg-options sync_bn=torch) turns BatchNorm layers into torch's SyncBatchNorm under a
+# launcher, so that batch statistics are over the whole batch of all GPUs, not each GPU's share. GPUs only (torch's
+# SyncBatchNorm has no CPU implementation); a single process keeps plain BatchNorm.
+sync_bn = None
 log_level = 'INFO'
 # Merged into every config's default_hooks (plugins/engine/mmengine/hooks.py). nonfinite_guard: a NaN/Inf loss or gradient
 # skips the step; `patience` such iterations in a row save the last good weights and stop the run (0 turns it off).

@@ -1,2 +1,2 @@
-"""mmengine/MMagic integration: the Runner behind the CLI, the config check, and our hooks (non-finite guard, torch
-random state in checkpoints)."""
+"""mmengine/MMagic integration: the Runner behind the CLI, the config check, our hooks (non-finite guard, torch
+random states in checkpoints) and the mixed-precision optimizer wrapper of ``--amp``."""

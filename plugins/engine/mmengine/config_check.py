@@ -1,7 +1,8 @@
 """Checks of an mmengine config before the Runner builds anything, as ``engine/basicsr/options_check.py`` does for
 BasicSR options: a ``type`` that no registry holds and an argument that the named class does not take (each with the
-closest name), data folders that do not exist, and the values of the reliability settings (``on_data_fault``, the
-non-finite guard's patience). Each problem is one ``OptionsError`` naming the config entry.
+closest name), data folders that do not exist, the values of the reliability settings (``on_data_fault``, the
+non-finite guard's patience) and of the distributed ones (``sync_bn``, ``env_cfg.dist_cfg.timeout``). Each problem is
+one ``OptionsError`` naming the config entry.
 
 Which registry a ``type`` is looked up in follows mmengine's Runner: ``model`` and everything inside it in MODELS,
 ``dataset``/``datasets`` in DATASETS, ``pipeline`` in TRANSFORMS, ``sampler`` in DATA_SAMPLERS, ``metrics`` in
@@ -109,10 +110,27 @@ def _check_reliability_values(cfg, where: str) -> None:
                            f'guard off), got {patience!r}')
 
 
+SYNC_BN = ('torch', 'mmcv')  # what mmengine's convert_sync_batchnorm takes
+
+
+def _check_distributed_values(cfg, where: str) -> None:
+    """``sync_bn`` (mmengine reads it only under a launcher, so a misspelt value would pass unnoticed on one
+    process) and the collective timeout, in seconds."""
+    sync_bn = cfg.get('sync_bn')
+    if sync_bn is not None and sync_bn not in SYNC_BN:
+        raise OptionsError(f"{where}: sync_bn must be 'torch' (torch.nn.SyncBatchNorm), 'mmcv' or None, got "
+                           f'{sync_bn!r}')
+    timeout = ((cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('timeout')
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise OptionsError(f'{where}: env_cfg.dist_cfg.timeout must be a number of seconds > 0 (how long a rank waits '
+                           f'in a collective, e.g. 1800), got {timeout!r}')
+
+
 def check_mmengine_config(cfg, where: str, phases: Optional[tuple] = None) -> None:
     """Raise ``OptionsError`` for the first problem of ``cfg`` (an mmengine ``Config``). ``phases`` limits the data
     checks to some dataloaders (``('test',)`` for tools/test.py); every class is checked anyway."""
     _check_reliability_values(cfg, where)
+    _check_distributed_values(cfg, where)
     registries = _registries()
     for key, registry_name in TOP_LEVEL.items():
         if key not in cfg or cfg[key] is None:

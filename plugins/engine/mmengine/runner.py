@@ -3,17 +3,22 @@
 The flags are those of MMagic's own ``tools/train.py`` and ``tools/test.py``; the training, validation, checkpoints,
 resume and distributed launch are mmengine's ``Runner``::
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp] [--cfg-options k=v ...]
-                                 [--launcher {none,pytorch,slurm,mpi}] [--local_rank N]
+    python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp [--amp-dtype {float16,bfloat16}]]
+                                 [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}] [--local_rank N]
     python tools/test.py CONFIG --checkpoint CKPT [--work-dir DIR] [--cfg-options k=v ...] [--launcher ...]
 
+``--amp`` makes every optimizer wrapper of the config a ``DeviceAmpOptimWrapper`` (``optim_wrappers.py``):
+MMagic's own ``tools/train.py`` sets ``optim_wrapper.type = 'AmpOptimWrapper'`` at the top of the config, which
+``MultiOptimWrapperConstructor`` (our inpaintors' generator + discriminator) cannot build.
+
 The research lines' MMagic-side components register when a config's ``custom_imports`` imports them (every config
-under ``options/mmagic/`` names the modules it needs); our hooks (``engine/mmengine/hooks.py``) are imported here.
+under ``options/mmagic/`` names the modules it needs); our hooks (``engine/mmengine/hooks.py``) and optimizer
+wrappers are imported here.
 """
 import argparse
 import os
 import os.path as osp
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -23,6 +28,7 @@ from mmengine.runner import Runner
 from ..errors import OptionsError
 from . import hooks  # noqa: F401  (registers NonFiniteGuardHook and TorchRandomStateHook)
 from .config_check import check_mmengine_config
+from .optim_wrappers import AMP_DTYPES, DeviceAmpOptimWrapper
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -66,6 +72,47 @@ def _build_runner(cfg):
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
+def _optim_wrapper_entries(optim_wrapper) -> List[Tuple[str, dict]]:
+    """(config entry, wrapper config) of each optimizer wrapper: the one of a plain ``optim_wrapper`` (it names an
+    ``optimizer``), else every sub-dict that names one (``MultiOptimWrapperConstructor``'s ``generator``, ``disc``
+    ...)."""
+    if 'optimizer' in optim_wrapper:
+        return [('optim_wrapper', optim_wrapper)]
+    return [(f'optim_wrapper.{name}', sub) for name, sub in optim_wrapper.items()
+            if isinstance(sub, dict) and 'optimizer' in sub]
+
+
+def enable_amp(cfg, dtype: Optional[str] = None) -> None:
+    """``--amp``: every optimizer wrapper of ``cfg`` becomes a ``DeviceAmpOptimWrapper`` in ``dtype`` (None: the
+    config's own ``dtype`` if it has one, else float16). Wrappers of other types than ``OptimWrapper`` and
+    ``AmpOptimWrapper`` are refused."""
+    entries = _optim_wrapper_entries(cfg.get('optim_wrapper') or {})
+    if not entries:
+        raise OptionsError('--amp: the config has no optim_wrapper with an optimizer to wrap')
+    amp_types = ('AmpOptimWrapper', DeviceAmpOptimWrapper.__name__)
+    for entry, wrapper in entries:
+        kind = wrapper.get('type', 'OptimWrapper')
+        if kind not in ('OptimWrapper', *amp_types):
+            raise OptionsError(f'--amp works with OptimWrapper (and AmpOptimWrapper) optimizer wrappers; {entry}.type '
+                               f'is {kind!r}')
+        if kind in amp_types:
+            print(f'AMP training is already enabled in the config ({entry}.type {kind}).', flush=True)
+        wrapper.type = DeviceAmpOptimWrapper.__name__
+        wrapper.dtype = dtype or str(wrapper.get('dtype') or 'float16').replace('torch.', '')
+        wrapper.setdefault('loss_scale', 'dynamic')
+
+
+def _check_devices(cfg, args: argparse.Namespace) -> None:
+    """What the machine must have for the config and the flags, checked before the Runner starts."""
+    distributed = args.launcher != 'none'
+    if cfg.get('sync_bn') and distributed and not torch.cuda.is_available():
+        raise OptionsError(f"sync_bn={cfg.sync_bn!r} needs GPUs: torch's SyncBatchNorm runs on CUDA only; on CPU "
+                           'processes leave it out (--cfg-options sync_bn=None)')
+    if args.amp_dtype == 'bfloat16' and torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
+        raise OptionsError('--amp-dtype bfloat16: this GPU has no bfloat16 support (compute capability < 8.0); use '
+                           'float16')
+
+
 def train_main(argv: List[str]) -> None:
     """``tools/train.py CONFIG ...``: train with mmengine's Runner."""
     parser = argparse.ArgumentParser(prog='tools/train.py', description='Train an mmengine/MMagic config.')
@@ -73,21 +120,17 @@ def train_main(argv: List[str]) -> None:
     parser.add_argument('--resume', action='store_true',
                         help='resume from the latest checkpoint in the work dir (model, optimizer, iteration); '
                         'starts from scratch when there is none')
-    parser.add_argument('--amp', action='store_true', help='mixed-precision training (AmpOptimWrapper, needs a GPU)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed-precision training: autocast on the model\'s device (GPU or CPU) for every '
+                        'optimizer of the config (generator and discriminator too), float16 with a dynamic loss scaler')
+    parser.add_argument('--amp-dtype', choices=AMP_DTYPES,
+                        help='the autocast dtype of --amp (implies --amp): float16 (default) or bfloat16 (no loss '
+                        'scaling; GPUs of compute capability >= 8.0, and the useful one on a CPU)')
     args = parser.parse_args(argv)
-    if args.amp:
-        if not torch.cuda.is_available():
-            raise OptionsError('--amp needs a GPU: mmengine\'s AmpOptimWrapper runs on CUDA (or NPU/MLU/MUSA) only')
     cfg = _load_config(args, ('train', 'val'))
-
-    if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
-            print('AMP training is already enabled in the config.', flush=True)
-        else:
-            if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
-                raise OptionsError(f'--amp works only with optim_wrapper.type OptimWrapper, got {cfg.optim_wrapper.type!r}')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+    _check_devices(cfg, args)
+    if args.amp or args.amp_dtype:
+        enable_amp(cfg, args.amp_dtype)
     if args.resume:
         # With load_from unset, the Runner resumes from the work dir's last_checkpoint (mmengine's resume='auto').
         cfg.resume = True
@@ -111,7 +154,7 @@ def test_main(argv: List[str]) -> None:
     cfg.resume = False
     missing = [f'test_{key}' for key in ('dataloader', 'cfg', 'evaluator') if cfg.get(f'test_{key}') is None]
     if missing:
-        raise OptionsError(f'config {args.config!r} has no {", ".join(missing)}: tools/test.py needs test_dataloader, test_cfg '
-             'and test_evaluator (they may repeat the val_* entries)')
+        raise OptionsError(f'config {args.config!r} has no {", ".join(missing)}: tools/test.py needs test_dataloader, '
+                           'test_cfg and test_evaluator (they may repeat the val_* entries)')
     runner = _build_runner(cfg)
     runner.test()

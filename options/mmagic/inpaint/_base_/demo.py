@@ -79,6 +79,10 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=200, by_epoch=False, max_keep_ckpts=2, save_optimizer=True),
     sampler_seed=dict(type='DistSamplerSeedHook'),
 )
-# The two optimizers are wrapped separately under torchrun (one DDP per sub-network, as MMagic's GANs).
+# The two optimizers are wrapped separately under torchrun (one DDP per sub-network, as MMagic's GANs). Buffers are
+# not broadcast at every forward (broadcast_buffers=False): BatchNorm statistics are each rank's own, over its share
+# of the batch (4 crops per GPU here), and rank 0's are saved. On GPUs add --cfg-options sync_bn=torch for batch
+# statistics over every rank's crops (see _base_/default_runtime.py), as the Base generator's BatchNorm (norm='BN')
+# wants with small per-GPU batches; PD-GAN's generator has no BatchNorm (its frozen prior runs in eval mode).
 model_wrapper_cfg = dict(type='MMSeparateDistributedDataParallel', broadcast_buffers=False,
                          find_unused_parameters=False)
