@@ -3,14 +3,19 @@ network does: low-light enhancement at chosen brightness, blind SR with a suppor
 
     python tools/infer.py -opt options/test/classic/srcnn_x2.yml --checkpoint experiments/.../net_g_latest.pth
         --input IMAGE_OR_FOLDER [--output DIR] [--tile 512 --tile-pad 16] [--suffix S] [--param-key auto]
-        [--device cpu|cuda] [line flags: --brightness V [V ...] | --support DIR | --self-support]
+        [--device cpu|cuda] [--amp bf16|fp16] [--channels-last] [--compile [--compile-backend B]]
+        [line flags: --brightness V [V ...] | --support DIR | --self-support]
 
 Writes <output>/<input stem>_<suffix>.png, by default under results/<options name>_infer/ with the options name as
 suffix. `params_ema` of the checkpoint is used when present, else `params` (--param-key to choose). Networks with
 one input channel run on Y (YCbCr, BasicSR's `color: y`) with bicubic Cb/Cr; three-channel networks on RGB.
 --tile N runs the LR image in N x N tiles with --tile-pad pixels of context each side, in bounded memory.
 Networks that need more than an image are run by their line's adapter (plugins/common/inference.py), whose flags
-are listed below by line.
+are listed below by line. --amp runs every image under torch.autocast on the device (bfloat16 or float16; outputs
+are cast back to float32 before they become 8-bit images), --channels-last puts the network (and the plain SR
+path's inputs) in the channels-last memory format, --compile compiles network_g's forward in place with
+torch.compile (plugins/common/speed_modes.py; CMDSR's adapter calls the sub-networks, which stay uncompiled). All
+three work with --tile and with every line's adapter.
 """
 import argparse
 import os
@@ -21,6 +26,7 @@ sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # the repos
 
 import plugins  # noqa: E402,F401  (compat patches, then every registration, the lines' inference adapters too)
 from plugins.common.inference import adapter_for, inference_adapters  # noqa: E402
+from plugins.common.speed_modes import SpeedModes, add_speed_arguments  # noqa: E402
 from plugins.engine.errors import OptionsError  # noqa: E402
 
 
@@ -36,6 +42,7 @@ def parse_args(argv):
     parser.add_argument('--tile', type=int, default=0, help='tile size in LR pixels, 0 = whole image (default: 0)')
     parser.add_argument('--tile-pad', type=int, default=10, help='context around each tile, LR pixels (default: 10)')
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
+    add_speed_arguments(parser)
     for adapter in inference_adapters():
         if adapter.flags:
             adapter.add_arguments(parser.add_argument_group(adapter.name))
@@ -67,7 +74,8 @@ def main(argv):
         used = load_network_weights(net, args.checkpoint, args.param_key, what=f'network_g of {args.opt}')
         channels, _ = input_channels(net, opt.get('network_g'))
         adapter = adapter_for(net, channels, args, args.opt)
-        run = adapter.prepare(net, channels, args, scale, args.opt, device)
+        modes = SpeedModes.from_args(args)
+        run = adapter.prepare(modes.apply(net), channels, args, scale, args.opt, device)
     except (OptionsError, FileNotFoundError) as err:
         print(f'error: {err}', file=sys.stderr, flush=True)
         sys.exit(2)
@@ -77,13 +85,14 @@ def main(argv):
     suffix = name if args.suffix is None else args.suffix
     os.makedirs(out_dir, exist_ok=True)
     print(f'{type(net).__name__} x{scale} ({channels} input channel{"s" if channels > 1 else ""}) from '
-          f'{args.checkpoint} [{used or "state dict"}] on {device}, tile {args.tile or "off"}'
+          f'{args.checkpoint} [{used or "state dict"}] on {device} ({modes.describe()}), tile {args.tile or "off"}'
           f'{f" pad {args.tile_pad}" if args.tile else ""}: {len(files)} image(s) -> {out_dir}', flush=True)
     for path in tqdm(files, unit='img', desc='infer'):
         stem = osp.splitext(osp.basename(path))[0]
         stem = f'{stem}_{suffix}' if suffix else stem
         try:
-            outputs = run(read_image(path))
+            with modes.autocast(device):
+                outputs = run(read_image(path))
         except (OptionsError, ValueError) as err:
             print(f'error: {path}: {err}', file=sys.stderr, flush=True)
             sys.exit(2)

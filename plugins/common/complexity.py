@@ -18,6 +18,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..engine.errors import OptionsError
+from .speed_modes import AMP_DTYPES, SpeedModes
 
 FLOP_NOTE = ('FLOPs: torch.utils.flop_counter.FlopCounterMode, 2 per multiply-accumulate; counts convolutions '
              '(incl. transposed), matmul/mm/addmm/bmm/baddbmm (nn.Linear) and scaled-dot-product attention; '
@@ -142,8 +143,10 @@ def device_description(device: torch.device) -> str:
     return f'cpu: {model} ({torch.get_num_threads()} threads)'
 
 
-class _CpuPeakMemory:
-    """Peak resident memory of this process above its level at ``start()``.
+class CpuPeakMemory:
+    """Peak resident memory (RSS) of this process since ``start()``: ``stop()`` gives it above the level at
+    ``start()`` (what a forward pass adds), ``peak()`` as it is (what a training process holds, its data workers not
+    counted).
 
     On Linux the kernel's high-water mark (``VmHWM``) is reset by writing 5 to ``/proc/self/clear_refs``, so the
     peak during the measured runs is exact. Elsewhere the fallback is ``resource.getrusage().ru_maxrss``, the
@@ -173,13 +176,25 @@ class _CpuPeakMemory:
         return kib if platform.system() == 'Darwin' else kib * 1024  # bytes on macOS, KiB on Linux
 
     def stop(self) -> int:
+        """Bytes of the peak RSS since ``start()`` above the RSS at ``start()``."""
         if self.base is not None:
             return max(self._status('VmHWM') - self.base, 0)
         return max(self._maxrss() - self.base_maxrss, 0)
 
+    def peak(self) -> int:
+        """Bytes of the peak RSS since ``start()`` (the lifetime peak where it cannot be reset)."""
+        return self._status('VmHWM') if self.base is not None else self._maxrss()
+
+    @property
+    def peak_method(self) -> str:
+        return ('CPU: peak RSS of the main process during the measured iterations (/proc VmHWM, reset by '
+                'clear_refs; data workers not counted)' if self.base is not None else
+                'CPU: lifetime peak RSS of the main process (resource ru_maxrss; data workers not counted)')
+
 
 def benchmark(net: nn.Module, input_size: Sequence[int], device: str = 'cpu', runs: int = 10, warmup: int = 2,
-              channels_last: bool = False, use_compile: bool = False, fp16: bool = False) -> Dict:
+              channels_last: bool = False, use_compile: bool = False, fp16: bool = False, amp: Optional[str] = None,
+              compile_backend: str = 'inductor') -> Dict:
     """Measure parameters, FLOPs, latency and peak memory of ``net`` on a random input.
 
     Args:
@@ -189,21 +204,28 @@ def benchmark(net: nn.Module, input_size: Sequence[int], device: str = 'cpu', ru
         runs (int): Timed forward passes (under ``torch.inference_mode``). Default: 10.
         warmup (int): Untimed passes before them. Default: 2.
         channels_last (bool): Use the channels-last memory format for the network and the input.
-        use_compile (bool): Time ``torch.compile(net)`` (compilation happens in the warm-up passes).
-        fp16 (bool): Half precision; CUDA only.
+        use_compile (bool): Time ``net`` compiled in place with ``torch.compile`` (compilation happens in the
+            warm-up passes; with ``warmup=0`` the first timed run includes it).
+        fp16 (bool): Half precision weights and input; CUDA only.
+        amp (str | None): 'bf16' or 'fp16': ``torch.autocast`` on the device (CPU too), float32 weights.
+        compile_backend (str): The torch.compile backend. Default: 'inductor'.
 
     Returns:
         dict with the figures (see ``tools/benchmark.py`` for the JSON layout).
 
     Raises:
-        OptionsError: for --fp16 on CPU, fewer than 1 run, or an input the network cannot take.
+        OptionsError: for --fp16 on CPU or with --amp, fewer than 1 run, or an input the network cannot take.
     """
     device = torch.device(device)
     if device.type == 'cuda' and not torch.cuda.is_available():
         raise OptionsError('--device cuda: CUDA is not available on this machine; use --device cpu')
+    if fp16 and amp:
+        raise OptionsError('--fp16 (half weights) and --amp (autocast) exclude each other; choose one')
     if fp16 and device.type != 'cuda':
         raise OptionsError('--fp16 needs a CUDA device (half-precision convolutions are not supported for timing '
                            'on CPU); drop --fp16 or use --device cuda')
+    if amp is not None and amp not in AMP_DTYPES:
+        raise OptionsError(f'--amp must be one of {", ".join(sorted(AMP_DTYPES))}, got {amp!r}')
     if runs < 1 or warmup < 0:
         raise OptionsError(f'--runs must be >= 1 and --warmup >= 0, got runs={runs}, warmup={warmup}')
     net = net.eval()
@@ -215,20 +237,19 @@ def benchmark(net: nn.Module, input_size: Sequence[int], device: str = 'cpu', ru
                            f'{type(err).__name__}: {err}') from err
 
     dtype = torch.float16 if fp16 else torch.float32
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    net = net.to(device=device, dtype=dtype, memory_format=memory_format)
-    x = torch.rand(*input_size, device=device, dtype=dtype).contiguous(memory_format=memory_format)
-    model = torch.compile(net) if use_compile else net
+    modes = SpeedModes(amp, channels_last, use_compile, compile_backend)
+    model = modes.apply(net.to(device=device, dtype=dtype))
+    x = modes.to_input(torch.rand(*input_size, device=device, dtype=dtype))
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == 'cuda' else (lambda: None)
     times = []
-    with torch.inference_mode():
+    with torch.inference_mode(), modes.autocast(device):
         for _ in range(warmup):
             model(x)
         sync()
         if device.type == 'cuda':
             torch.cuda.reset_peak_memory_stats(device)
         else:
-            cpu_peak = _CpuPeakMemory()
+            cpu_peak = CpuPeakMemory()
             cpu_peak.start()
         for _ in range(runs):
             start = time.perf_counter()
@@ -256,9 +277,11 @@ def benchmark(net: nn.Module, input_size: Sequence[int], device: str = 'cpu', ru
         'flop_counter': FLOP_NOTE,
         'latency_ms': {'median': statistics.median(times), 'mean': statistics.mean(times), 'runs': runs,
                        'warmup': warmup, 'all': times},
+        'images_per_s': input_size[0] * 1000. / statistics.median(times),
         'peak_memory_bytes': int(peak),
         'peak_memory_method': method,
-        'modes': {'channels_last': channels_last, 'compile': use_compile, 'fp16': fp16},
+        'modes': {'channels_last': channels_last, 'compile': use_compile, 'fp16': fp16, 'amp': amp,
+                  'compile_backend': compile_backend if use_compile else None},
     }
 
 
@@ -284,10 +307,12 @@ def format_table(result: Dict) -> str:
         ('MACs', f'{result["macs"]:,} ({_si(result["macs"])}MACs)'),
         ('latency median', f'{lat["median"]:.2f} ms'),
         ('latency mean', f'{lat["mean"]:.2f} ms ({lat["runs"]} runs after {lat["warmup"]} warm-up)'),
+        ('throughput', f'{result["images_per_s"]:.2f} images/s (batch / median latency)'),
         ('peak memory', f'{result["peak_memory_bytes"] / 2 ** 20:.1f} MiB'),
-        ('modes', ', '.join([('fp16' if modes['fp16'] else 'fp32'),
+        ('modes', ', '.join([('fp16' if modes['fp16'] else f'amp {modes["amp"]}' if modes.get('amp') else 'fp32'),
                              ('channels_last' if modes['channels_last'] else 'contiguous'),
-                             ('torch.compile' if modes['compile'] else 'eager')])),
+                             (f'torch.compile ({modes.get("compile_backend") or "inductor"})' if modes['compile']
+                              else 'eager')])),
     ]
     width = max(len(r[0]) for r in rows)
     lines = [f'| {"figure".ljust(width)} | value |', f'|{"-" * (width + 2)}|-------|']

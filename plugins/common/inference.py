@@ -51,7 +51,7 @@ class InferenceAdapter:
 
 class SuperResolutionAdapter(InferenceAdapter):
     """Plain SR networks of 1 (Y, with bicubic Cb/Cr) or 3 (RGB) input channels, whole or in tiles
-    (``common/tiled_inference.py``)."""
+    (``common/tiled_inference.py``), with channels-last inputs under ``--channels-last``."""
 
     name = 'super-resolution'
 
@@ -60,7 +60,8 @@ class SuperResolutionAdapter(InferenceAdapter):
 
     def prepare(self, net, channels, args, scale, where, device) -> ImageRunner:
         net = net.eval().to(device)
-        return lambda img: [('', super_resolve(net, img, scale, channels, args.tile, args.tile_pad))]
+        channels_last = bool(getattr(args, 'channels_last', False))
+        return lambda img: [('', super_resolve(net, img, scale, channels, args.tile, args.tile_pad, channels_last))]
 
 
 _ADAPTERS: List[InferenceAdapter] = []

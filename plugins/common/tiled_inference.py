@@ -21,7 +21,8 @@ def _starts(length: int, tile: int) -> List[int]:
     return list(range(0, length, tile))
 
 
-def tile_forward(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, tile_pad: int) -> torch.Tensor:
+def tile_forward(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, tile_pad: int,
+                 channels_last: bool = False) -> torch.Tensor:
     """Run ``net`` on ``lr`` tile by tile and paste the results into one super-resolved tensor.
 
     The input is cut into tiles of ``tile`` x ``tile`` pixels (the last row and column of tiles may be smaller).
@@ -30,8 +31,10 @@ def tile_forward(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, tile_p
     area times ``scale``, is pasted into the result. When ``tile_pad`` covers the network's receptive field
     (in LR pixels) the result equals the whole-image pass up to floating-point rounding.
 
-    Each tile is moved to the device and dtype of the network's first parameter; the result is assembled on the
-    device of ``lr``, so a large image can stay in CPU memory while the network runs on a GPU.
+    Each tile is moved to the device and dtype of the network's first parameter (and to the channels-last memory
+    format with ``channels_last``); the result is assembled in float32 on the device of ``lr``, so a large image
+    can stay in CPU memory while the network runs on a GPU, and outputs of a half-precision network or of one run
+    under ``torch.autocast`` (``tools/infer.py --amp``) come back as float32.
 
     Args:
         net (nn.Module): A network mapping ``(N, C, h, w)`` to ``(N, C_out, h * scale, w * scale)``, in eval mode.
@@ -39,9 +42,11 @@ def tile_forward(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, tile_p
         scale (int): Super-resolution factor of ``net``.
         tile (int): Tile size in LR pixels; 0 runs the whole image at once.
         tile_pad (int): Context in LR pixels added on each side of a tile (the overlap of neighbouring tiles).
+        channels_last (bool): Feed the network channels-last inputs (for a network in that memory format).
 
     Returns:
-        Tensor: ``(N, C_out, H * scale, W * scale)`` on ``lr``'s device, in the network's range (not clamped).
+        Tensor: ``(N, C_out, H * scale, W * scale)`` float32 on ``lr``'s device, in the network's range (not
+        clamped).
 
     Raises:
         ValueError: on a negative tile or pad, or when a tile's output is not ``scale`` times its input.
@@ -51,11 +56,12 @@ def tile_forward(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, tile_p
     param = next(net.parameters(), None)
     device = param.device if param is not None else lr.device
     dtype = param.dtype if param is not None and param.is_floating_point() else lr.dtype
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     n, _, h, w = lr.shape
     if tile == 0 or (tile >= h and tile >= w):
-        out = net(lr.to(device, dtype))
+        out = net(lr.to(device, dtype).contiguous(memory_format=memory_format))
         _check_output(out, lr.shape, scale)
-        return out.to(lr.device)
+        return out.to(lr.device, torch.float32)
     result = None
     for y0 in _starts(h, tile):
         for x0 in _starts(w, tile):
@@ -63,10 +69,10 @@ def tile_forward(net: nn.Module, lr: torch.Tensor, scale: int, tile: int, tile_p
             py0, px0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)  # padded tile, clipped to the image
             py1, px1 = min(y1 + tile_pad, h), min(x1 + tile_pad, w)
             part = lr[:, :, py0:py1, px0:px1]
-            out = net(part.to(device, dtype))
+            out = net(part.to(device, dtype).contiguous(memory_format=memory_format))
             _check_output(out, part.shape, scale)
             if result is None:
-                result = torch.empty((n, out.shape[1], h * scale, w * scale), dtype=out.dtype, device=lr.device)
+                result = torch.empty((n, out.shape[1], h * scale, w * scale), dtype=torch.float32, device=lr.device)
             cy, cx = (y0 - py0) * scale, (x0 - px0) * scale  # where the tile's own area starts in `out`
             result[:, :, y0 * scale:y1 * scale, x0 * scale:x1 * scale] = \
                 out[:, :, cy:cy + (y1 - y0) * scale, cx:cx + (x1 - x0) * scale].to(lr.device)
@@ -82,7 +88,7 @@ def _check_output(out: torch.Tensor, in_shape: torch.Size, scale: int) -> None:
 
 
 def super_resolve(net: nn.Module, img: np.ndarray, scale: int, in_channels: int, tile: int = 0,
-                  tile_pad: int = 10) -> np.ndarray:
+                  tile_pad: int = 10, channels_last: bool = False) -> np.ndarray:
     """Super-resolve one colour image.
 
     1-channel networks run on Y: the image (BGR float in [0, 1]) is converted with BasicSR's ``bgr2ycbcr``
@@ -97,6 +103,7 @@ def super_resolve(net: nn.Module, img: np.ndarray, scale: int, in_channels: int,
         in_channels (int): Input channels of ``net``: 1 (Y) or 3 (RGB).
         tile (int): Tile size in LR pixels, 0 for the whole image. Default: 0.
         tile_pad (int): Context in LR pixels around each tile. Default: 10.
+        channels_last (bool): Channels-last inputs (``tile_forward``). Default: False.
 
     Returns:
         ndarray: ``(H * scale, W * scale, 3)`` BGR uint8.
@@ -109,11 +116,12 @@ def super_resolve(net: nn.Module, img: np.ndarray, scale: int, in_channels: int,
         if in_channels == 1:
             ycbcr = bgr2ycbcr(img, y_only=False)  # float32, [0, 1]
             y = torch.from_numpy(np.ascontiguousarray(ycbcr[..., 0]))[None, None]
-            sr_y = tile_forward(net, y, scale, tile, tile_pad)[0, 0].float().clamp_(0, 1).cpu().numpy()
+            sr_y = tile_forward(net, y, scale, tile, tile_pad, channels_last)[0, 0].clamp_(0, 1).cpu().numpy()
             cbcr = cv2.resize(ycbcr[..., 1:], (w * scale, h * scale), interpolation=cv2.INTER_CUBIC)
             out = ycbcr2bgr(np.dstack([sr_y, cbcr]).astype(np.float32))
             return (np.clip(out, 0, 1) * 255.).round().astype(np.uint8)
         if in_channels == 3:
             lr = img2tensor(img, bgr2rgb=True, float32=True)[None]
-            return tensor2img(tile_forward(net, lr, scale, tile, tile_pad).float(), rgb2bgr=True, min_max=(0, 1))
+            return tensor2img(tile_forward(net, lr, scale, tile, tile_pad, channels_last), rgb2bgr=True,
+                              min_max=(0, 1))
     raise OptionsError(f'the network takes {in_channels} input channels; inference supports 1 (Y) or 3 (RGB)')

@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 from tests.helpers import call_tool, repo_path
 
 import plugins  # noqa: F401
@@ -67,3 +68,34 @@ def test_resolve_input_size():
         resolve_input_size('1x3x8x8', opt, net)
     with pytest.raises(OptionsError, match='N x C x H x W'):
         resolve_input_size('3x64x64', opt, net)
+
+
+def test_benchmark_cli_amp_channels_last_and_compile(tmp_path, capsys):
+    """--amp bf16 (CPU autocast), --channels-last and --compile with a backend that compiles in seconds all run and
+    are reported; FLOPs and parameters do not depend on them."""
+    call_tool(['benchmark.py', '-opt', OPTIONS, '--input-size', '1x1x24x24', '--runs', '1', '--warmup', '1',
+               '--device', 'cpu', '--amp', 'bf16', '--channels-last', '--compile', '--compile-backend', 'eager',
+               '--json', 'out.json'], tmp_path, capsys)
+    with open(tmp_path / 'out.json') as f:
+        result = json.load(f)
+    assert result['modes'] == {'channels_last': True, 'compile': True, 'fp16': False, 'amp': 'bf16',
+                               'compile_backend': 'eager'}
+    assert result['flops'] == srcnn_flops(1, 1, 24, 24) and result['params'] == 57281
+    assert result['latency_ms']['median'] > 0 and result['images_per_s'] > 0
+
+
+def test_benchmark_amp_outputs_follow_the_mode():
+    """The timed passes really run under autocast: the network's output dtype inside the benchmark is bfloat16."""
+    net = SRCNN()
+    seen = []
+    net.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    benchmark(net, (1, 1, 12, 12), device='cpu', runs=1, warmup=0, amp='bf16')
+    assert seen[-1] == torch.bfloat16
+    benchmark(net, (1, 1, 12, 12), device='cpu', runs=1, warmup=0)
+    assert seen[-1] == torch.float32
+
+
+def test_benchmark_fp16_and_amp_exclude_each_other(tmp_path, capsys):
+    run = call_tool(['benchmark.py', '-opt', OPTIONS, '--input-size', '1x1x8x8', '--device', 'cpu', '--amp', 'fp16',
+                     '--fp16'], tmp_path, capsys, check=False)
+    assert run.status == 2 and 'exclude each other' in run.err

@@ -135,3 +135,45 @@ def test_infer_cli_missing_input(tmp_path, images):
                     cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert 'error: input not found: nowhere/img.png' in proc.stderr
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float('inf') if mse == 0 else 10 * np.log10(255. ** 2 / mse)
+
+
+@pytest.mark.parametrize('flags, mode, bound', [
+    (['--amp', 'bf16'], 'amp bf16', 40.),  # bfloat16 keeps 8 bits of mantissa: about 2e-3 relative
+    (['--amp', 'fp16'], 'amp fp16', 50.),
+    (['--channels-last'], 'channels_last', 60.),
+    (['--compile', '--compile-backend', 'eager'], 'torch.compile (eager)', 60.),  # dynamo's graph capture
+])
+def test_infer_cli_speed_flags_match_fp32_with_tiles(tmp_path, images, capsys, flags, mode, bound):
+    """Each speed flag runs tiled inference on a demo photo and writes an image close to the float32 one (PSNR in
+    dB against it above ``bound``); autocast really runs in the lower precision (the images differ)."""
+    folder, ckpt, _, _ = images
+    common = ['infer.py', '-opt', OPTIONS, '--checkpoint', ckpt, '--input', folder / 'rocket.png', '--tile', '32',
+              '--tile-pad', '10', '--device', 'cpu', '--suffix', '']  # 80x60: float16 convolutions are slow on CPU
+    call_tool(common + ['--output', 'fp32'], tmp_path, capsys)
+    run = call_tool(common + ['--output', 'fast', *flags], tmp_path, capsys)
+    assert mode in run.out and 'tile 32 pad 10' in run.out
+    ref, out = (cv2.imread(str(tmp_path / d / 'rocket.png')) for d in ('fp32', 'fast'))
+    assert out.shape == ref.shape == (120, 160, 3)
+    assert psnr(out, ref) > bound, psnr(out, ref)
+    if '--amp' in flags:
+        assert not np.array_equal(out, ref)
+
+
+def test_tile_forward_returns_float32_under_autocast():
+    """Under autocast the network returns bfloat16; tiled and whole passes still give float32 close to fp32."""
+    torch.manual_seed(0)
+    net = SRCNN(num_in_ch=3, upscale=2).eval()
+    lr = torch.rand(1, 3, 30, 41)
+    with torch.inference_mode():
+        ref = net(lr)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            assert net(lr).dtype == torch.bfloat16
+            tiled = tile_forward(net, lr, 2, 16, 9, channels_last=True)
+            whole = tile_forward(net, lr, 2, 0, 0)
+    assert tiled.dtype == whole.dtype == torch.float32
+    assert (tiled - ref).abs().max().item() < 0.05 and (whole - ref).abs().max().item() < 0.05
