@@ -22,10 +22,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from ..engine import data_faults
+from ..engine import data_faults, resume_policy
 from ..engine.basicsr import checkpoints, devices, mixed_precision, nonfinite_guard, resume, speed_options
-from ..engine.basicsr.options import (apply_force_yml, force_yml_arguments, has_bases, launcher_argument, load_options,
-                                      option_file_argument, options_to_yaml)
+from ..engine.basicsr.options import (OptionsLoader, apply_force_yml, force_yml_arguments, has_bases, launcher_argument,
+                                      load_options, option_file_argument, options_to_yaml)
 from ..engine.errors import DataFaultError
 
 MULTI_VALIDATION_WARNING = 'Multiple validation datasets are *only* supported by SRModel.'
@@ -58,9 +58,23 @@ def _patch_options_inheritance(basicsr, run: resume.TrainingRun) -> None:
     (``engine/basicsr/devices.py``: ``run.device_plan``, read by the distributed patches below), and gives BasicSR
     the matching ``num_gpu``. The GPU loading options of our GPU recipes fit the device: on a CPU run
     ``prefetch_mode: cuda`` falls back to BasicSR's plain loader and ``pin_memory`` is off, and
-    ``persistent_workers`` is off for a loader without workers."""
+    ``persistent_workers`` is off for a loader without workers.
+
+    Options files are read safely (issue 17): BasicSR's ``ordered_yaml`` returned PyYAML's full ``Loader``, with
+    which ``parse_options`` builds whatever Python object a tag names (``!!python/object/apply:os.system``). It now
+    returns ``OptionsLoader`` (``engine/basicsr/options.py``: a ``SafeLoader`` keeping key order, refusing
+    duplicate keys), so every file BasicSR reads is plain YAML, whoever calls it. Patching the loader rather than
+    always handing BasicSR a flat copy keeps the experiment folder's copy of a file without ``_base_`` the user's own
+    text (comments included); and ``parse_options`` reads every ``-opt`` file through ``load_options`` first, which
+    stops a file with a Python tag or a duplicate key with one ``OptionsError`` line before BasicSR opens it."""
     options_module = basicsr.utils.options
     original_parse = options_module.parse_options
+    original_ordered_yaml = options_module.ordered_yaml
+
+    def ordered_yaml():
+        return OptionsLoader, original_ordered_yaml()[1]
+
+    options_module.ordered_yaml = ordered_yaml
 
     def parse_options(root_path, is_train=True):
         argv = list(sys.argv)
@@ -191,10 +205,13 @@ def _patch_resume_and_checkpoints(basicsr, run: resume.TrainingRun) -> None:
         run.start()
         resume_state_path = None
         if opt['auto_resume']:
-            resume_state_path, _ = resume.find_resumable_state(
+            resume_state_path, skipped = resume.find_resumable_state(
                 opt, lambda line: print(f'Warning: {line}; trying an older one.', flush=True))
             if resume_state_path is not None:
                 opt['path']['resume_state'] = resume_state_path
+            elif skipped:  # states exist, none loads: stop rather than train again from 0 (engine/resume_policy.py)
+                resume_policy.no_readable_state(skipped, opt['path']['training_states'], '--auto_resume',
+                                                lambda line: print(f'Warning: {line}', flush=True))
         elif opt['path'].get('resume_state'):
             resume_state_path = opt['path']['resume_state']
         if resume_state_path is None:
@@ -210,6 +227,7 @@ def _patch_resume_and_checkpoints(basicsr, run: resume.TrainingRun) -> None:
     original_dataloaders = train.create_train_val_dataloader
 
     def create_train_val_dataloader(opt, logger):
+        resume.log_deferred_warnings(logger)  # the resume's warnings, printed before the log file existed
         result = original_dataloaders(opt, logger)
         train_loader, train_sampler = result[0], result[1]
         run.batches_per_epoch = len(train_loader)
@@ -292,12 +310,20 @@ def _patch_data_faults(basicsr) -> None:
     """``FileClient.get`` returns None for a missing LMDB key and ``imfrombytes`` returns None for bytes OpenCV cannot
     decode, which fail later as "'NoneType' object has no attribute 'astype'" with no file named: both raise
     ``DataFaultError`` naming the file or key, and every dataset built by ``build_dataset`` applies its
-    ``on_data_fault`` policy (``engine/data_faults.py``)."""
+    ``on_data_fault`` policy (``engine/data_faults.py``).
+
+    Pairs that do not fit: ``paired_random_crop`` raises ``DataFaultError`` naming the GT file and both sizes (GT
+    not ``scale`` x LQ, or smaller than the crop), which the policy stops on or skips like an unreadable file;
+    ``paired_paths_from_folder`` and ``paired_paths_from_lmdb`` raise it naming the missing partner files or the
+    differing LMDB keys when the dataset is built (BasicSR asserts with a count, or names neither LMDB)."""
     original_build_dataset = basicsr.train.build_dataset
 
     def build_dataset(dataset_opt):
-        return data_faults.apply_data_fault_policy(original_build_dataset(dataset_opt), dataset_opt,
-                                                   basicsr.utils.get_root_logger())
+        try:
+            dataset = original_build_dataset(dataset_opt)
+        except DataFaultError as err:  # a partner missing: no sample to skip to, the dataset is wrong
+            raise DataFaultError(f"datasets:{dataset_opt.get('phase', dataset_opt.get('name', '?'))}: {err}") from err
+        return data_faults.apply_data_fault_policy(dataset, dataset_opt, basicsr.utils.get_root_logger())
 
     basicsr.train.build_dataset = basicsr.test.build_dataset = build_dataset
     file_client = basicsr.utils.file_client.FileClient
@@ -330,6 +356,50 @@ def _patch_data_faults(basicsr) -> None:
     for module in list(sys.modules.values()):
         if getattr(module, 'imfrombytes', None) is original_imfrombytes:
             module.imfrombytes = imfrombytes
+    _patch_paired_data_checks(basicsr)
+
+
+def _patch_paired_data_checks(basicsr) -> None:
+    """Sizes and partners of paired data, checked with messages that name the files (see ``_patch_data_faults``)."""
+    from basicsr.data import data_util, transforms
+    from basicsr.utils import scandir
+    originals = {name: getattr(module, name) for module, name in (
+        (transforms, 'paired_random_crop'), (data_util, 'paired_paths_from_folder'),
+        (data_util, 'paired_paths_from_lmdb'))}
+
+    def size(img):
+        return tuple(img.size()[-2:]) if torch.is_tensor(img) else img.shape[:2]
+
+    def paired_random_crop(img_gts, img_lqs, gt_patch_size, scale, gt_path=None):
+        gt = img_gts[0] if isinstance(img_gts, list) else img_gts
+        lq = img_lqs[0] if isinstance(img_lqs, list) else img_lqs
+        data_faults.check_paired_crop(size(gt), size(lq), gt_patch_size, scale, gt=gt_path or '')
+        return originals['paired_random_crop'](img_gts, img_lqs, gt_patch_size, scale, gt_path)
+
+    def paired_paths_from_folder(folders, keys, filename_tmpl):
+        if len(folders) == 2 and len(keys) == 2:
+            for folder, key in zip(folders, keys):
+                if not os.path.isdir(folder):
+                    raise DataFaultError(f'the {key} folder {folder} does not exist')
+            data_faults.check_folder_partners(*folders, list(scandir(folders[0])), list(scandir(folders[1])),
+                                              filename_tmpl, *keys)
+        return originals['paired_paths_from_folder'](folders, keys, filename_tmpl)
+
+    def paired_paths_from_lmdb(folders, keys):
+        if len(folders) == 2 and len(keys) == 2 and all(str(f).endswith('.lmdb') for f in folders):
+            data_faults.check_lmdb_partners(*folders, *keys)
+        return originals['paired_paths_from_lmdb'](folders, keys)
+
+    patched = {'paired_random_crop': paired_random_crop, 'paired_paths_from_folder': paired_paths_from_folder,
+               'paired_paths_from_lmdb': paired_paths_from_lmdb}
+    transforms.paired_random_crop = paired_random_crop
+    data_util.paired_paths_from_folder, data_util.paired_paths_from_lmdb = paired_paths_from_folder, \
+        paired_paths_from_lmdb
+    # Datasets did `from basicsr.data.transforms import paired_random_crop` ...: rebind the names where imported.
+    for module in list(sys.modules.values()):
+        for name, function in patched.items():
+            if getattr(module, name, None) is originals[name]:
+                setattr(module, name, function)
 
 
 # ---------------------------------------------------------------------------------------------------------

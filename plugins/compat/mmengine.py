@@ -21,8 +21,9 @@ from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model.wrappers.distributed import MMDistributedDataParallel
 from mmengine.registry import DATASETS
 
-from ..engine import data_faults
-from ..engine.checkpoint_files import atomic_write_bytes, checkpoint_problem
+from ..engine import data_faults, resume_policy
+from ..engine.checkpoint_files import atomic_write_bytes, checkpoint_problem, checkpoint_write_error, load_error_reason
+from ..engine.errors import CheckpointError
 
 
 def apply(runner_module) -> None:
@@ -32,6 +33,7 @@ def apply(runner_module) -> None:
     _allow_checkpoint_globals()
     _patch_launcher()
     _patch_checkpoints(runner_module)
+    _patch_checkpoint_loading(runner_module)
     _patch_data_faults(runner_module.Runner)
     _format_each_config_text_once()
 
@@ -111,29 +113,82 @@ def _patch_checkpoints(runner_module) -> None:
     pointer's target if it loads, else the newest ``iter_*.pth`` / ``epoch_*.pth`` of the work dir that loads; the
     unreadable ones are logged."""
     def put(self, obj: bytes, filepath) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(str(filepath))), exist_ok=True)
-        # fsync for checkpoints only: put also writes logs and results, where a rename is protection enough.
-        atomic_write_bytes(obj, str(filepath), durable=str(filepath).endswith(('.pth', '.pt', '.ckpt')))
+        is_checkpoint = str(filepath).endswith(('.pth', '.pt', '.ckpt'))
+        try:
+            os.makedirs(os.path.dirname(os.path.abspath(str(filepath))), exist_ok=True)
+            # fsync for checkpoints only: put also writes logs and results, where a rename is protection enough.
+            atomic_write_bytes(obj, str(filepath), durable=is_checkpoint)
+        except OSError as err:
+            if not is_checkpoint:  # the file named, not its temporary file (nor none: a failed write names none)
+                raise OSError(err.errno, err.strerror or str(err), str(filepath)) from err
+            # mmengine would end with a traceback (or a retry): stop with the file and the reason, the checkpoints
+            # written before intact (the atomic write removed its temporary file).
+            raise checkpoint_write_error('checkpoint', str(filepath), err) from err
 
     LocalBackend.put = put
     original_find = runner_module.find_latest_checkpoint
 
     def find_latest_checkpoint(path: str):
-        pointed = original_find(path)
+        pointed = checkpoint_in_work_dir(original_find(path), path)
         candidates = [pointed] if pointed else []
         numbered = [f for f in os.listdir(path) if f.endswith('.pth') and f.split('_')[0] in ('iter', 'epoch')
                     and f[:-4].split('_')[-1].isdigit()] if os.path.isdir(path) else []
         numbered.sort(key=lambda f: int(f[:-4].split('_')[-1]), reverse=True)
         candidates += [os.path.join(path, f) for f in numbered if os.path.join(path, f) != pointed]
+        problems = []
         for candidate in candidates:
             problem = checkpoint_problem(candidate)
             if problem is None:
                 return candidate
             print_log(f'cannot resume from {candidate}: {problem}; trying an older checkpoint.', logger='current',
                       level=30)
+            problems.append(f'{candidate}: {problem}')
+        if problems:  # checkpoints exist, none loads: stop rather than train again from 0 (engine/resume_policy.py)
+            resume_policy.no_readable_state(problems, path, '--resume',
+                                            lambda line: print_log(line, logger='current', level=30))
         return None
 
     runner_module.find_latest_checkpoint = find_latest_checkpoint
+
+
+def _patch_checkpoint_loading(runner_module) -> None:
+    """``--resume`` with an explicit file, ``load_from`` and ``tools/test.py --checkpoint`` load through
+    ``_load_checkpoint``; a junk or truncated local file ended in a traceback with torch's text (``KeyError:
+    174812789``, or the advice to reload with ``weights_only=False``, which would run the file's code). Now
+    ``CheckpointError``: one line naming the file and the reason (``checkpoint_files.load_error_reason``)."""
+    original_load = runner_module._load_checkpoint
+
+    def _load_checkpoint(filename, *args, **kwargs):
+        local = isinstance(filename, str) and '://' not in filename
+        if local and not os.path.isfile(os.path.expanduser(filename)):
+            raise CheckpointError(f'cannot load checkpoint {filename}: the file does not exist')
+        try:
+            return original_load(filename, *args, **kwargs)
+        except Exception as err:
+            if not local:
+                raise
+            raise CheckpointError(f'cannot load checkpoint {filename}: {load_error_reason(err)}') from err
+
+    runner_module._load_checkpoint = _load_checkpoint
+
+
+def checkpoint_in_work_dir(pointed, work_dir: str):
+    """The checkpoint ``last_checkpoint`` points at, for a work dir that may have been copied or moved.
+
+    mmengine writes the absolute path into ``last_checkpoint``: a copied work dir resumed from the original folder
+    (or from nothing, when that was gone). When ``pointed`` lies outside ``work_dir`` and ``work_dir`` holds a file
+    of the same name, that file is the one meant."""
+    if not pointed or not work_dir:
+        return pointed
+    here = os.path.realpath(work_dir)
+    if os.path.realpath(os.path.dirname(os.path.abspath(pointed))) == here:
+        return pointed
+    local = os.path.join(work_dir, os.path.basename(pointed))
+    if os.path.isfile(local):
+        print_log(f'last_checkpoint points to {pointed}, outside the work dir {work_dir} (copied or moved): '
+                  f'resuming from {local}.', logger='current', level=30)
+        return local
+    return pointed
 
 
 def _patch_data_faults(runner_class) -> None:
@@ -141,7 +196,9 @@ def _patch_data_faults(runner_class) -> None:
 
     * ``Runner.build_dataloader`` takes ``on_data_fault`` (``'stop'`` by default, or ``'skip'``) out of a dataloader
       config, which mmengine would pass on to ``DataLoader`` and fail, builds the dataset as mmengine does and wraps
-      it with the policy (``plugins/compat/mmagic.py`` makes MMagic's image loading name the file it cannot read)."""
+      it with the policy (``plugins/compat/mmagic.py`` makes MMagic's image loading name the file it cannot read);
+    * a dataset with no samples (an empty folder: mmengine fails with "need at least one array to concatenate")
+      stops the run with ``DataFaultError`` naming its folders."""
     original_build_dataloader = runner_class.build_dataloader
 
     def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
@@ -150,9 +207,17 @@ def _patch_data_faults(runner_class) -> None:
             policy = dataloader.pop(data_faults.OPTION, 'stop')
             dataset = dataloader['dataset']
             if isinstance(dataset, dict):  # as mmengine's build_dataloader does
-                dataset = DATASETS.build(dataset)
-                if hasattr(dataset, 'full_init'):
-                    dataset.full_init()
+                dataset_cfg = dataset
+                try:
+                    dataset = DATASETS.build(dataset_cfg)
+                    if hasattr(dataset, 'full_init'):
+                        dataset.full_init()
+                except ValueError as err:  # mmengine serializes an empty data list with np.concatenate([])
+                    if 'need at least one array to concatenate' not in str(err):
+                        raise
+                    data_faults.check_not_empty(dataset_cfg, 0)
+                if hasattr(dataset, '__len__'):
+                    data_faults.check_not_empty(dataset_cfg, len(dataset))
             dataloader['dataset'] = data_faults.apply_data_fault_policy_mmengine(dataset, policy)
         return original_build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
 

@@ -152,6 +152,9 @@ INPAINT = 'options/mmagic/inpaint/base_demo.py'
      "'datasets/demo/trian' does not exist"),
     ('train_dataloader.dataset.data_prefix.gt=HR_sup', "train_dataloader.dataset.data_prefix.gt: "
      "'datasets/demo/train/HR_sup' does not exist"),
+    ('train_dataloader.batch_sze=4', 'train_dataloader.batch_sze is not an argument of DataLoader (it takes: '),
+    ('train_dataloader.batch_size=0', 'train_dataloader.batch_size must be an integer > 0, got 0'),
+    ('optim_wrapper.generator.optimizer.lr=-0.1', 'optim_wrapper.generator.optimizer.lr must be > 0, got -0.1'),
 ])
 def test_config_mistakes_are_one_message_before_the_runner_starts(workdir, capsys, override, message):
     """The mmengine side of the options check: a misspelt argument or type (with the closest names) and a missing
@@ -192,3 +195,27 @@ def test_amp_refuses_other_optimizer_wrappers(workdir, capsys):
     assert run.status == 2
     assert ("error: --amp works with OptimWrapper (and AmpOptimWrapper) optimizer wrappers; optim_wrapper.type is "
             "'ApexOptimWrapper'") in run.errors
+
+
+def test_a_string_learning_rate_is_one_message(workdir, capsys):
+    """``lr='1e-3'`` in a config file (a string where torch compares a number) is refused before the Runner."""
+    config = workdir / 'lr_string.py'
+    config.write_text(f"_base_ = [{CONFIG!r}]\noptim_wrapper = dict(optimizer=dict(lr='1e-3'))\n")
+    run = run_config(str(config), workdir, capsys=capsys, check=False)
+    assert run.status == 2
+    assert (f"error: {config}: optim_wrapper.optimizer.lr must be a number, got '1e-3' (str) (write it without "
+            'quotes)') in run.errors
+
+
+def test_a_config_with_a_syntax_error_names_the_file_and_line(workdir, capsys):
+    """mmengine's own message says ``<unknown>``; the file may be the config or one of its bases."""
+    base = workdir / 'broken_base.py'
+    base.write_text("model = dict(type='SRCNN'\nx = 1\n")
+    row = workdir / 'row.py'
+    row.write_text("_base_ = ['broken_base.py']\n")
+    for config in (base, row):
+        run = run_config(str(config), workdir, capsys=capsys, check=False)
+        assert run.status == 2
+        lines = [line for line in run.errors.splitlines() if line.startswith('error:')]
+        assert lines == [f"error: {base}:1: Python syntax error in the config: '(' was never closed "
+                         "(model = dict(type='SRCNN')"], run.errors

@@ -120,3 +120,28 @@ def test_num_gpu_auto_plans_one_gpu_per_process():
     assert 'torchrun --nproc_per_node=4' in plan.notes[0]
     assert plan_devices({'num_gpu': 'auto'}, distributed=False, cuda_count=0).num_gpu == 0
     assert plan_devices({'num_gpu': 4}, distributed=True, cuda_count=4).num_gpu == 1  # torchrun: one per process
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'val:val_freq': 0}, r'val:val_freq must be > 0, got 0'),
+    ({'logger:save_checkpoint_freq': 0}, r'logger:save_checkpoint_freq must be > 0, got 0'),
+    ({'datasets:train:batch_size_per_gpu': 0}, r'datasets:train:batch_size_per_gpu must be > 0, got 0'),
+    ({'datasets:train:gt_size': -48}, r'datasets:train:gt_size must be > 0, got -48'),
+    ({'train:optim_g:lr': -1.0}, r'train:optim_g:lr must be > 0, got -1\.0'),
+    ({'network_g:upscale': 3}, r'network_g:upscale is 3 but scale is 2: set network_g:upscale: 2'),
+    ({'network_g:num_in_ch': 3}, r'network_g:num_in_ch is 3 but datasets:train:color: y gives one channel \(Y\)'),
+], ids=['val_freq_0', 'save_checkpoint_freq_0', 'batch_size_0', 'gt_size_negative', 'lr_negative',
+        'upscale_not_scale', 'rgb_network_on_y'])
+def test_values_that_would_fail_after_the_start(workdir, monkeypatch, overrides, message):
+    """Issue 17, point 4: each passed the check, then a traceback (some after training started)."""
+    _assert_rejected(workdir, monkeypatch, overrides, r'x\.yml: ' + message)
+
+
+def test_a_network_default_upscale_is_checked_against_scale(workdir, monkeypatch):
+    """SRResNet's upscale defaults to 4: without the argument, a x2 run would build a x4 network."""
+    from plugins.engine.errors import OptionsError
+    monkeypatch.chdir(workdir)
+    path = write_options(SRCNN_TRAIN, workdir / 'x.yml', {'network_g': {'type': 'SRResNetIN', 'num_in_ch': 1,
+                                                                        'num_out_ch': 1}})
+    with pytest.raises(OptionsError, match=r'network_g:upscale defaults to \(in \w+\) 4 but scale is 2'):
+        _check(path)

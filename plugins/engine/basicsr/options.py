@@ -9,13 +9,19 @@ listed when they share no top-level key; usually a row of an experiment has one 
 BasicSR itself sees only resolved, flat options: ``plugins/compat/basicsr.py`` makes its ``parse_options`` read a
 file with ``_base_`` through ``load_options``, and ``tools/train.py -opt X.yml --print-options`` prints what BasicSR
 will run.
+
+Options files are data, never code: every file (the ``-opt`` file and each ``_base_`` file, before mmengine's
+``Config`` reads them) is read with ``OptionsLoader``, a ``yaml.SafeLoader`` that keeps key order and refuses
+duplicate keys. A Python tag (``!!python/object/apply:os.system [...]``, which BasicSR's and mmengine's own loaders
+would run) and any other tag outside plain YAML stop the run with one line naming the file and line; so do
+duplicate keys (a plain YAML loader keeps the last value without a word) and a ``_base_`` that is not a YAML file.
 """
 import os.path as osp
 from copy import deepcopy
 from typing import Dict, List
 
 import yaml
-from basicsr.utils.options import _postprocess_yml_value, ordered_yaml
+from basicsr.utils.options import _postprocess_yml_value
 
 from ..errors import OptionsError
 
@@ -25,14 +31,76 @@ _TOP_LEVEL_ORDER = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', Non
                     'train', 'val', 'logger', 'dist_params')
 
 
+YAML_SUFFIXES = ('.yml', '.yaml')
+
+
+class UnsafeYamlError(yaml.YAMLError):
+    """A tag that would build a Python object, or a duplicate key: refused by ``OptionsLoader``."""
+
+    def __init__(self, message: str, mark=None):
+        super().__init__(message)
+        self.message, self.mark = message, mark
+
+
+class OptionsLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain YAML types only: no Python object is ever built) whose mappings are dicts in file
+    order, that refuses a key given twice in one mapping and names Python tags in its error.
+
+    Also the loader BasicSR's ``parse_options`` uses (``plugins/compat/basicsr.py`` patches ``ordered_yaml``)."""
+
+
+def _construct_mapping(loader: OptionsLoader, node: yaml.MappingNode) -> Dict:
+    seen = {}
+    for key_node, _ in node.value:
+        if key_node.tag == 'tag:yaml.org,2002:merge':  # `<<: *anchor` merges; its keys may be overridden
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: SafeLoader reports it below
+            continue
+        if first != key_node.start_mark.line + 1:
+            raise UnsafeYamlError(f'duplicate key {key!r} (lines {first} and {key_node.start_mark.line + 1}); a '
+                                  'YAML loader would keep the last value without a word: keep one',
+                                  key_node.start_mark)
+    loader.flatten_mapping(node)
+    return dict(loader.construct_pairs(node, deep=True))
+
+
+def _refuse_python_tag(loader: OptionsLoader, suffix: str, node: yaml.Node):
+    raise UnsafeYamlError(f'the tag !!python/{suffix} would run Python code when the file is read; options files '
+                          'hold plain YAML only (numbers, strings, lists, mappings)', node.start_mark)
+
+
+OptionsLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+OptionsLoader.add_multi_constructor('tag:yaml.org,2002:python/', _refuse_python_tag)
+
+
+def _yaml_error_line(path: str, err: yaml.YAMLError) -> str:
+    """One line for a YAML error of ``path``: file:line, then what is wrong."""
+    mark = getattr(err, 'mark', None) or getattr(err, 'problem_mark', None)
+    where = f'{path}:{mark.line + 1}' if mark is not None else path
+    if isinstance(err, UnsafeYamlError):
+        return f'{where}: {err.message}'
+    problem = ' '.join(str(getattr(err, 'problem', None) or err).split())
+    context = getattr(err, 'context', None)
+    return f'{where}: not valid YAML: {problem}' + (f' ({" ".join(context.split())})' if context else '')
+
+
+def read_yaml_file(path: str):
+    """The content of the YAML file ``path`` read with ``OptionsLoader``; ``OptionsError`` (one line, the file and
+    line) for invalid YAML, a Python tag or a duplicate key."""
+    with open(path, encoding='utf-8') as f:
+        try:
+            return yaml.load(f, Loader=OptionsLoader)
+        except yaml.YAMLError as err:
+            raise OptionsError(_yaml_error_line(path, err)) from err
+
+
 def _read_yaml(path: str) -> Dict:
     if not osp.isfile(path):
         raise OptionsError(f'options file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        try:
-            opt = yaml.load(f, Loader=ordered_yaml()[0])
-        except yaml.YAMLError as err:
-            raise OptionsError(f'{path}: not valid YAML: {err}') from err
+    opt = read_yaml_file(path)
     if not isinstance(opt, dict):
         raise OptionsError(f'{path}: expected a mapping of options at the top level, got {type(opt).__name__}')
     return opt
@@ -47,13 +115,33 @@ def _resolve_bases(path: str, opt: Dict) -> Dict:
         raise OptionsError(f'{path}: {BASE_KEY} must be a file name or a list of file names, got {bases!r}')
     for base in bases:
         base_path = osp.join(osp.dirname(osp.abspath(path)), base)
+        if not base.endswith(YAML_SUFFIXES):  # mmengine would execute a .py base
+            raise OptionsError(f'{path}: {BASE_KEY} file {base!r} must be a YAML options file (.yml)')
         if not osp.isfile(base_path):
             raise OptionsError(f'{path}: {BASE_KEY} file {base!r} not found (looked for {base_path})')
+        _read_safely_with_bases(base_path)  # mmengine's Config reads YAML with an unsafe loader: check first
     try:
         merged = Config.fromfile(path).to_dict()
     except (KeyError, TypeError, ValueError) as err:  # e.g. two bases that set the same key
         raise OptionsError(f'{path}: cannot merge its {BASE_KEY} files: {err}') from err
     return _in_basicsr_order(merged)
+
+
+def _read_safely_with_bases(path: str, seen: tuple = ()) -> None:
+    """Read ``path`` and its ``_base_`` files (recursively) with ``OptionsLoader``, so that a Python tag or a
+    duplicate key in any of them is refused before mmengine's ``Config`` constructs anything."""
+    path = osp.normpath(osp.abspath(path))
+    if path in seen:
+        raise OptionsError(f'{path}: {BASE_KEY} files form a cycle: {" -> ".join(seen + (path, ))}')
+    opt = _read_yaml(path)
+    bases = opt.get(BASE_KEY) or []
+    for base in [bases] if isinstance(bases, str) else bases if isinstance(bases, list) else []:
+        if not isinstance(base, str) or not base.endswith(YAML_SUFFIXES):
+            raise OptionsError(f'{path}: {BASE_KEY} file {base!r} must be a YAML options file (.yml)')
+        base_path = osp.join(osp.dirname(osp.abspath(path)), base)
+        if not osp.isfile(base_path):
+            raise OptionsError(f'{path}: {BASE_KEY} file {base!r} not found (looked for {base_path})')
+        _read_safely_with_bases(base_path, seen + (path, ))
 
 
 def _in_basicsr_order(opt: Dict) -> Dict:

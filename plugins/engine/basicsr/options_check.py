@@ -1,18 +1,21 @@
 """Check a BasicSR options file before any work starts, so a bad option stops the run with one clear message
 naming the file and the key, instead of a traceback minutes into training.
 
-Checked: the types of BasicSR's numeric and boolean options, ``train:amp``/``channels_last``/``compile``, ``num_gpu``
-against the visible GPUs and the launcher, registered ``type`` names (model, networks, datasets, losses, metrics),
-data roots on disk, and a pretrained checkpoint that does not fit ``network_g``.
+Checked: the experiment name (a plain folder name under experiments/), the types of BasicSR's numeric and boolean
+options and the ones that must be positive (budgets, frequencies, batch and patch sizes, learning rates),
+``train:amp``/``channels_last``/``compile``, ``num_gpu`` against the visible GPUs and the launcher, the network's
+upscaling factor against ``scale`` and its input channels against ``color: y``, registered ``type`` names (model,
+networks, datasets, losses, metrics), data roots on disk, and a pretrained checkpoint that does not fit ``network_g``.
 """
 import difflib
+import inspect
 import os
 import os.path as osp
 from numbers import Number
 from typing import Dict, Iterable, List
 
 from basicsr.data.paired_image_dataset import PairedImageDataset
-from basicsr.utils.registry import DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 from PIL import Image
 
 from ..data_faults import OPTION as DATA_FAULT_OPTION, POLICIES
@@ -96,6 +99,90 @@ def _check_types(opt: Dict, where: str) -> None:
     num_gpu = opt.get('num_gpu', 0)
     if not (num_gpu == 'auto' or (isinstance(num_gpu, int) and not isinstance(num_gpu, bool) and num_gpu >= 0)):
         raise OptionsError(f"{where}: num_gpu must be 0 (CPU), a number of GPUs or 'auto', got {num_gpu!r}")
+
+
+# Options that must be > 0 (0 or less trains nothing, or fails later: BasicSR's `current_iter % 0`, an empty crop).
+POSITIVE_OPTIONS = ('train:total_iter', 'val:val_freq', 'logger:save_checkpoint_freq', 'logger:print_freq',
+                    'datasets:*:batch_size_per_gpu', 'datasets:*:gt_size', 'train:optim_*:lr', 'scale')
+# Network arguments that name the upscaling factor (SRCNN, FSRCNN, SRResNet, CMDSR: upscale; TSRN: scale).
+SCALE_ARGUMENTS = ('upscale', 'upscale_factor', 'scale')
+# Network arguments that name the number of input channels.
+IN_CHANNEL_ARGUMENTS = ('num_in_ch', 'in_ch', 'in_channels')
+
+
+def _check_name(name: str, where: str) -> None:
+    """The experiment's folder is experiments/<name> (results/<name> for tests): a name with a path separator,
+    ``..`` or an absolute path would put it, and what BasicSR archives or overwrites there, elsewhere."""
+    if name in ('.', '..') or '/' in name or '\\' in name or os.sep in name or osp.isabs(name):
+        raise OptionsError(f'{where}: name {name!r} must be a plain folder name (no path separator, not . or ..): '
+                           'the run writes to experiments/<name>')
+
+
+def _check_positive(opt: Dict, where: str) -> None:
+    for pattern in POSITIVE_OPTIONS:
+        matches = []
+        if pattern == 'train:optim_*:lr':
+            for key, value in (opt.get('train') or {}).items():
+                if str(key).startswith('optim_') and isinstance(value, dict) and 'lr' in value:
+                    matches.append((f'train:{key}:lr', value['lr']))
+        else:
+            matches = _lookup(opt, pattern)
+        for path, value in matches:
+            if isinstance(value, Number) and not isinstance(value, bool) and value <= 0:
+                raise OptionsError(f'{where}: {path} must be > 0, got {value!r}' + (
+                    ' (a run with no iterations trains nothing)' if path == 'train:total_iter' else ''))
+
+
+def _network_argument(net_opt: Dict, names, cls):
+    """(name, value) of the first of ``names`` that ``net_opt`` sets, else that ``cls``'s constructor has with a
+    default; (None, None) when neither."""
+    for name in names:
+        if name in net_opt:
+            return name, net_opt[name]
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return None, None
+    for name in names:
+        if name in params and params[name].default is not inspect.Parameter.empty:
+            return name, params[name].default
+    return None, None
+
+
+def _network_class(net_opt):
+    if isinstance(net_opt, dict) and net_opt.get('type') in ARCH_REGISTRY:
+        return ARCH_REGISTRY.get(net_opt['type'])
+    return None
+
+
+def _check_network_scale(opt: Dict, where: str) -> None:
+    """A network whose upscaling factor differs from ``scale`` fails at the first loss (sizes differ) or trains
+    at the wrong scale."""
+    scale = opt.get('scale')
+    if not isinstance(scale, int) or isinstance(scale, bool):
+        return
+    for key in [k for k in opt if str(k).startswith('network_')]:
+        cls = _network_class(opt[key])
+        if cls is None:
+            continue
+        name, value = _network_argument(opt[key], SCALE_ARGUMENTS, cls)
+        if isinstance(value, int) and not isinstance(value, bool) and value != scale:
+            given = 'is' if name in opt[key] else f'defaults to (in {cls.__name__})'
+            raise OptionsError(f'{where}: {key}:{name} {given} {value} but scale is {scale}: set {key}:{name}: {scale}')
+
+
+def _check_color_channels(opt: Dict, where: str) -> None:
+    """A dataset read with ``color: y`` gives one channel: a network that takes more fails at its first layer."""
+    y_phases = [phase for phase, dataset in (opt.get('datasets') or {}).items()
+                if isinstance(dataset, dict) and dataset.get('color') == 'y']
+    net_opt = opt.get('network_g')
+    cls = _network_class(net_opt)
+    if not y_phases or cls is None:
+        return
+    name, value = _network_argument(net_opt, IN_CHANNEL_ARGUMENTS, cls)
+    if isinstance(value, int) and not isinstance(value, bool) and value != 1:
+        raise OptionsError(f'{where}: network_g:{name} is {value} but datasets:{y_phases[0]}:color: y gives one '
+                           f'channel (Y): set network_g:{name}: 1, or remove color: y to read RGB')
 
 
 def _check_registered(registry, name, key: str, where: str) -> None:
@@ -277,7 +364,9 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
             raise OptionsError(f'{path}: the required option {key!r} is missing')
     if not isinstance(opt['name'], str) or not opt['name']:  # e.g. a row that forgot its name over a base's `name: ~`
         raise OptionsError(f'{path}: name must be the experiment\'s name (a non-empty string), got {opt["name"]!r}')
+    _check_name(opt['name'], path)
     _check_types(opt, path)
+    _check_positive(opt, path)
     _check_devices(opt, path, launcher)
     _check_components(opt, path, is_train)
     _check_patch_sizes(opt, path)
@@ -288,4 +377,6 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
     _check_data_matches_scale(opt, path)
     check_unknown_keys(opt, path, is_train)
     _check_networks(opt, path)
+    _check_network_scale(opt, path)
+    _check_color_channels(opt, path)
     return opt

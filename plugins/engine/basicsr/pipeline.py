@@ -1,6 +1,6 @@
 """``tools/train.py -opt X.yml`` and ``tools/test.py -opt X.yml``: the options check, then BasicSR's own
 ``train_pipeline`` / ``test_pipeline`` with all of BasicSR's flags (``--launcher``, ``--auto_resume``, ``--debug``,
-``--force_yml``, ``--local_rank``), and ``--print-options``.
+``--force_yml``, ``--local_rank``), ``--print-options``, and ``--allow-fresh-start`` (``engine/resume_policy.py``).
 
 Outputs go under the working directory, as BasicSR's own scripts do when run from their repository root:
 ``experiments/``, ``tb_logger/``, ``results/``.
@@ -13,6 +13,7 @@ from typing import List
 from basicsr.test import test_pipeline
 from basicsr.train import train_pipeline
 
+from .. import resume_policy
 from .options import (apply_force_yml, force_yml_arguments, launcher_argument, load_options, option_file_argument,
                       options_to_yaml)
 from .options_check import check_basicsr_options
@@ -32,6 +33,9 @@ def help_parser(is_train: bool) -> argparse.ArgumentParser:
     if is_train:
         parser.add_argument('--auto_resume', action='store_true',
                             help='continue from the newest readable training state of the experiment')
+        parser.add_argument(resume_policy.FLAG, action='store_true',
+                            help='with --auto_resume: when training states exist but none can be read, start again '
+                            'from iteration 0 (without it the run stops and lists them)')
     parser.add_argument('--debug', action='store_true', help='debug_ experiment name, frequent logs')
     parser.add_argument('--force_yml', nargs='+', metavar='KEY:SUB=VALUE',
                         help='override existing options, e.g. train:total_iter=1000 num_gpu=1')
@@ -61,6 +65,7 @@ def run(argv: List[str], is_train: bool) -> None:
     if PRINT_OPTIONS in argv:
         print_resolved_options(argv)
         return
+    argv, _ = resume_policy.take_flag(argv)  # ours: BasicSR's parse_options would refuse it
     check_basicsr_options(option_path(argv), is_train=is_train, force_yml=force_yml_arguments(argv),
                           launcher=launcher_argument(argv))
     # BasicSR's parse_options() reads sys.argv itself.

@@ -1,8 +1,10 @@
 """Checks of an mmengine config before the Runner builds anything, as ``engine/basicsr/options_check.py`` does for
 BasicSR options: a ``type`` that no registry holds and an argument that the named class does not take (each with the
 closest name), data folders that do not exist, the values of the reliability settings (``on_data_fault``, the
-non-finite guard's patience) and of the distributed ones (``sync_bn``, ``env_cfg.dist_cfg.timeout``). Each problem is
-one ``OptionsError`` naming the config entry.
+non-finite guard's patience) and of the distributed ones (``sync_bn``, ``env_cfg.dist_cfg.timeout``), a training
+budget that is not positive (``train_cfg.max_iters``), dataloader keys that neither mmengine nor torch's
+``DataLoader`` takes (``batch_sze``), and optimizer arguments that must be numbers (``lr='1e-3'``) or positive. Each
+problem is one ``OptionsError`` naming the config entry.
 
 Which registry a ``type`` is looked up in follows mmengine's Runner: ``model`` and everything inside it in MODELS,
 ``dataset``/``datasets`` in DATASETS, ``pipeline`` in TRANSFORMS, ``sampler`` in DATA_SAMPLERS, ``metrics`` in
@@ -10,6 +12,7 @@ METRICS, and so on. Classes that take ``**kwargs`` (most MMagic models) are not 
 """
 import difflib
 import os.path as osp
+from numbers import Number
 from typing import Any, Dict, Optional
 
 import mmagic.registry
@@ -126,11 +129,87 @@ def _check_distributed_values(cfg, where: str) -> None:
                            f'in a collective, e.g. 1800), got {timeout!r}')
 
 
+# Dataloader keys mmengine's Runner.build_dataloader reads itself (the rest go to torch's DataLoader), and ours.
+RUNNER_DATALOADER_KEYS = {'dataset', 'sampler', 'batch_sampler', 'collate_fn', 'worker_init_fn',
+                          'num_batch_per_epoch', 'disable_subprocess_warning', DATA_FAULT_OPTION}
+# Optimizer arguments that must be positive numbers.
+POSITIVE_OPTIMIZER_ARGUMENTS = ('lr', )
+
+
+def _dataloaders(cfg, phases):
+    """(config entry, dataloader dict) of every dataloader of ``phases``."""
+    for phase in phases:
+        loaders = cfg.get(f'{phase}_dataloader')
+        for index, loader in enumerate(loaders if isinstance(loaders, (list, tuple)) else [loaders]):
+            if isinstance(loader, dict):
+                yield f'{phase}_dataloader' + (f'[{index}]' if isinstance(loaders, (list, tuple)) else ''), loader
+
+
+def _check_dataloader_arguments(cfg, where: str, phases) -> None:
+    """A dataloader's keys against what mmengine reads plus torch's ``DataLoader`` signature (a misspelt
+    ``batch_sze`` would otherwise reach ``DataLoader`` as a TypeError once the Runner builds it), and a batch size
+    that is a positive integer."""
+    from torch.utils.data import DataLoader
+    for entry, loader in _dataloaders(cfg, phases):
+        check_kwargs(DataLoader, {k: v for k, v in loader.items() if k not in RUNNER_DATALOADER_KEYS}, where,
+                     f'{entry}.', ignore=())
+        size = loader.get('batch_size')
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size <= 0):
+            raise OptionsError(f'{where}: {entry}.batch_size must be an integer > 0, got {size!r}')
+
+
+def _check_budget(cfg, where: str) -> None:
+    """``train_cfg.max_iters`` / ``max_epochs``: a run of 0 or fewer trains nothing and still exits 0."""
+    train_cfg = cfg.get('train_cfg') or {}
+    for key in ('max_iters', 'max_epochs', 'val_interval'):
+        value = train_cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise OptionsError(f'{where}: train_cfg.{key} must be an integer > 0, got {value!r}'
+                               + (' (a run with no iterations trains nothing)' if key != 'val_interval' else ''))
+
+
+def _check_optimizer_numbers(node: Any, path: str, where: str) -> None:
+    """Every ``optimizer`` dict under ``optim_wrapper``: arguments whose default in the optimizer's signature is a
+    number must be numbers (``lr='1e-3'`` is a string that torch would compare with 0 and fail), and ``lr`` > 0."""
+    if isinstance(node, dict):
+        optimizer = node.get('optimizer')
+        if isinstance(optimizer, dict):
+            _check_optimizer(optimizer, f'{path}.optimizer', where)
+        for key, value in node.items():
+            if key != 'optimizer' and isinstance(value, dict):
+                _check_optimizer_numbers(value, f'{path}.{key}', where)
+
+
+def _check_optimizer(optimizer: Dict, path: str, where: str) -> None:
+    import inspect
+    cls = optimizer.get('type')
+    if isinstance(cls, str):
+        cls = mmagic.registry.OPTIMIZERS.get(cls)
+    try:
+        params = inspect.signature(cls).parameters if cls is not None else {}
+    except (TypeError, ValueError):
+        params = {}
+    for key, value in optimizer.items():
+        default = params[key].default if key in params else None
+        numeric = key in POSITIVE_OPTIMIZER_ARGUMENTS or (isinstance(default, Number) and not isinstance(default, bool))
+        if not numeric or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Number):
+            hint = ' (write it without quotes)' if isinstance(value, str) else ''
+            raise OptionsError(f'{where}: {path}.{key} must be a number, got {value!r} ({type(value).__name__}){hint}')
+        if key in POSITIVE_OPTIMIZER_ARGUMENTS and value <= 0:
+            raise OptionsError(f'{where}: {path}.{key} must be > 0, got {value!r}')
+
+
 def check_mmengine_config(cfg, where: str, phases: Optional[tuple] = None) -> None:
     """Raise ``OptionsError`` for the first problem of ``cfg`` (an mmengine ``Config``). ``phases`` limits the data
     checks to some dataloaders (``('test',)`` for tools/test.py); every class is checked anyway."""
     _check_reliability_values(cfg, where)
     _check_distributed_values(cfg, where)
+    if phases is None or 'train' in phases:
+        _check_budget(cfg, where)
+    _check_dataloader_arguments(cfg, where, phases or ('train', 'val', 'test'))
+    _check_optimizer_numbers(cfg.get('optim_wrapper'), 'optim_wrapper', where)
     registries = _registries()
     for key, registry_name in TOP_LEVEL.items():
         if key not in cfg or cfg[key] is None:

@@ -5,6 +5,7 @@ resume and distributed launch are mmengine's ``Runner``::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp [--amp-dtype {float16,bfloat16}]]
                                  [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}] [--local_rank N]
+                                 [--allow-fresh-start]
     python tools/test.py CONFIG --checkpoint CKPT [--work-dir DIR] [--cfg-options k=v ...] [--launcher ...]
 
 ``--amp`` makes every optimizer wrapper of the config a ``DeviceAmpOptimWrapper`` (``optim_wrappers.py``):
@@ -25,6 +26,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from .. import resume_policy
 from ..errors import OptionsError
 from . import hooks  # noqa: F401  (registers NonFiniteGuardHook and TorchRandomStateHook)
 from .config_check import check_mmengine_config
@@ -54,7 +56,7 @@ def _load_config(args: argparse.Namespace, phases: Tuple[str, ...]):
              'options/mmagic/classic/srcnn_x2_demo.py)')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    cfg = Config.fromfile(args.config)
+    cfg = _read_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -66,6 +68,42 @@ def _load_config(args: argparse.Namespace, phases: Tuple[str, ...]):
     cfg.default_scope = cfg.get('default_scope') or 'mmagic'
     check_mmengine_config(cfg, args.config, phases)
     return cfg
+
+
+def _read_config(path: str):
+    """mmengine's ``Config.fromfile``, with a Python syntax error in the config or one of its ``_base_`` files
+    reported as ``OptionsError`` naming that file and line (mmengine's own message says ``<unknown>``)."""
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as err:
+        raise OptionsError(_syntax_error_line(path, err)) from err
+
+
+def _syntax_error_line(path: str, err: SyntaxError, seen: tuple = ()) -> str:
+    """``file:line: ...`` for the first file of ``path``'s ``_base_`` chain (itself first) that does not parse."""
+    import ast
+    try:
+        with open(path, encoding='utf-8') as f:
+            ast.parse(f.read(), filename=path)
+    except SyntaxError as own:
+        return f'{path}:{own.lineno}: Python syntax error in the config: {own.msg}' + (
+            f' ({own.text.strip()})' if own.text and own.text.strip() else '')
+    except OSError:
+        pass
+    else:
+        try:
+            bases = Config._get_base_files(path)
+        except Exception:  # noqa: BLE001 - the base list itself cannot be read: report the file
+            bases = []
+        for base in bases:
+            base_path = osp.normpath(osp.join(osp.dirname(path), base)) if '::' not in base else None
+            if base_path and osp.isfile(base_path) and base_path not in seen:
+                line = _syntax_error_line(base_path, err, seen + (path, ))
+                if line:
+                    return line
+        if seen:
+            return ''
+    return f'{path}: Python syntax error in the config or one of its _base_ files: {err.msg} (line {err.lineno})'
 
 
 def _build_runner(cfg):
@@ -126,7 +164,11 @@ def train_main(argv: List[str]) -> None:
     parser.add_argument('--amp-dtype', choices=AMP_DTYPES,
                         help='the autocast dtype of --amp (implies --amp): float16 (default) or bfloat16 (no loss '
                         'scaling; GPUs of compute capability >= 8.0, and the useful one on a CPU)')
+    parser.add_argument(resume_policy.FLAG, action='store_true',
+                        help='with --resume: when checkpoints exist but none can be read, start again from iteration '
+                        '0 (without it the run stops and lists them)')
     args = parser.parse_args(argv)
+    resume_policy.take_flag(argv)  # read by the resume of plugins/compat/mmengine.py
     cfg = _load_config(args, ('train', 'val'))
     _check_devices(cfg, args)
     if args.amp or args.amp_dtype:
@@ -146,6 +188,7 @@ def test_main(argv: List[str]) -> None:
     _common_args(parser)
     parser.add_argument('--checkpoint', required=True, help='checkpoint file (.pth) written by tools/train.py')
     args = parser.parse_args(argv)
+    resume_policy.take_flag([])
     if not osp.isfile(args.checkpoint):
         raise OptionsError(f'checkpoint {args.checkpoint!r} not found (expected a .pth written by tools/train.py, '
              'e.g. work_dirs/<config stem>/iter_300.pth)')
