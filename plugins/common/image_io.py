@@ -1,14 +1,15 @@
 """Image files: the one list of image extensions, listing and reading images with errors that name the file, and
-BasicSR LMDB copies of image folders."""
+BasicSR LMDB copies of image folders, written atomically, that name or leave out the images they cannot read."""
 import os
 import os.path as osp
 import shutil
-from typing import List
+import tempfile
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ..engine.errors import OptionsError
+from ..engine.errors import DataFaultError, OptionsError
 
 # Every extension a folder of images is searched for, here and in the datasets (OpenCV decodes them all).
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
@@ -45,15 +46,77 @@ def read_image(path: str) -> np.ndarray:
 
 def make_lmdb(folder: str, lmdb_path: str = None) -> str:
     """LMDB copy of the images directly in ``folder``, in BasicSR's format (``meta_info.txt`` + PNG bytes, key = file
-    stem), written with ``basicsr.utils.lmdb_util.make_lmdb_from_imgs``; an existing copy is replaced.
+    stem), written with ``write_lmdb``; an existing copy is replaced.
 
     Returns the LMDB folder (default: ``<folder>.lmdb``)."""
-    from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # imports lmdb, only needed here
     lmdb_path = lmdb_path or folder.rstrip('/') + '.lmdb'
     names = sorted(f for f in os.listdir(folder) if is_image_file(f))
     if not names:
         raise FileNotFoundError(f'no images in {folder}')
-    if osp.exists(lmdb_path):
-        shutil.rmtree(lmdb_path)
-    make_lmdb_from_imgs(folder, lmdb_path, names, [osp.splitext(n)[0] for n in names], n_thread=1)
+    write_lmdb(folder, names, lmdb_path, replace=True)
     return lmdb_path
+
+
+def unreadable_images(folder: str, rel_paths: Sequence[str], n_thread: int = 1,
+                      progress: bool = False) -> Tuple[List[str], int]:
+    """(the images of ``rel_paths`` under ``folder`` that OpenCV cannot decode, the decoded size in bytes of the
+    others), reading them as BasicSR's LMDB writer does (``cv2.IMREAD_UNCHANGED``), with ``n_thread`` threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def decoded_bytes(rel: str) -> Optional[int]:
+        img = cv2.imread(osp.join(folder, rel), cv2.IMREAD_UNCHANGED)
+        return None if img is None else img.nbytes
+
+    with ThreadPoolExecutor(max(1, n_thread)) as pool:
+        sizes = pool.map(decoded_bytes, rel_paths)
+        if progress:
+            from tqdm import tqdm
+            sizes = tqdm(sizes, total=len(rel_paths), unit='img', desc='check')
+        sizes = list(sizes)
+    return [rel for rel, size in zip(rel_paths, sizes) if size is None], sum(size or 0 for size in sizes)
+
+
+def write_lmdb(folder: str, rel_paths: Sequence[str], lmdb_path: str, skip_bad: bool = False, replace: bool = False,
+               compress_level: int = 1, n_thread: int = 1, batch: int = 5000, skip_hint: str = '',
+               progress: bool = False) -> List[str]:
+    """Write the images ``rel_paths`` (relative to ``folder``; key = the path without its extension) as a BasicSR
+    LMDB at ``lmdb_path`` with ``basicsr.utils.lmdb_util.make_lmdb_from_imgs``, atomically: it writes a temporary
+    LMDB next to ``lmdb_path`` and renames it there when complete, so a failure leaves nothing at ``lmdb_path`` (or
+    the copy it replaces, with ``replace``). Every image is decoded first: an unreadable one raises
+    ``DataFaultError`` naming it (``skip_hint`` appended) before anything is written, or, with ``skip_bad``, is left
+    out, so ``meta_info.txt`` lists exactly the keys in the LMDB. A missing parent folder of ``lmdb_path`` is made.
+
+    Returns the paths (relative to ``folder``) left out as unreadable."""
+    from basicsr.utils.lmdb_util import make_lmdb_from_imgs  # imports lmdb, only needed here
+    bad, total_bytes = unreadable_images(folder, rel_paths, n_thread, progress)
+    if bad and not skip_bad:
+        more = f' ({len(bad)} unreadable images in all: {", ".join(bad[:5])}{" ..." if len(bad) > 5 else ""})'
+        raise DataFaultError(f'cannot read image {osp.join(folder, bad[0])}: not an image, truncated, or a format '
+                             f'OpenCV cannot decode{more if len(bad) > 1 else ""}; nothing was written to '
+                             f'{lmdb_path}{skip_hint}')
+    good = [p for p in rel_paths if p not in set(bad)]
+    if not good:
+        raise DataFaultError(f'no readable image among the {len(rel_paths)} in {folder}; nothing was written')
+    lmdb_path = osp.abspath(lmdb_path)
+    parent = osp.dirname(lmdb_path)
+    os.makedirs(parent, exist_ok=True)
+    holder = tempfile.mkdtemp(prefix=f'.{osp.basename(lmdb_path)}.partial-', dir=parent)
+    try:
+        partial = osp.join(holder, osp.basename(lmdb_path))
+        # map_size: an upper bound of the PNG bytes (BasicSR's estimate from the first image can be too small).
+        make_lmdb_from_imgs(folder, partial, good, [osp.splitext(p)[0] for p in good], batch=batch,
+                            compress_level=compress_level, multiprocessing_read=n_thread > 1, n_thread=n_thread,
+                            map_size=int(total_bytes * 1.5) + (64 << 20))
+        if replace and osp.exists(lmdb_path):
+            replaced = osp.join(holder, 'replaced')
+            os.rename(lmdb_path, replaced)
+            try:
+                os.rename(partial, lmdb_path)
+            except OSError:
+                os.rename(replaced, lmdb_path)
+                raise
+        else:
+            os.rename(partial, lmdb_path)  # fails, rather than replaces, if a folder appeared there meanwhile
+    finally:
+        shutil.rmtree(holder, ignore_errors=True)
+    return bad

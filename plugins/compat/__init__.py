@@ -8,9 +8,11 @@ module                 what it fixes (details and upstream issues in each module
 ``torchvision``        ``transforms.functional_tensor`` alias: ``import basicsr`` fails without it          at once
 ``numpy_mmcv``         ``np.bool8`` for MMagic on numpy 2; a stub ``mmcv._ext`` for mmcv-lite              at once
 ``basicsr``            launcher and DDP on CPU / multi-node, resume, atomic checkpoints, exact resume,      on import
-                       non-finite guard, data faults, ``_base_`` in options files, a misleading warning     of basicsr
+                       non-finite guard, data faults, ``_base_`` in options files, a misleading warning,    of basicsr
+                       the device plan, mixed precision, a safe YAML loader
 ``mmengine``           resume on torch >= 2.6, launcher on CPU, atomic checkpoints, ``on_data_fault``       on import
-``mmagic``             ``LoadImageFromFile`` names the file it cannot read                                  on import
+``mmagic``             ``LoadImageFromFile`` names the file it cannot read, ``PairedRandomCrop`` both       on import
+                       files and sizes of a pair that does not fit
 ``lmdb``               a clear error where the ``lmdb<2`` pin was overridden                                on import
 =====================  ==================================================================================  ==========
 

@@ -1,4 +1,5 @@
-"""MMagic 1.2.0: ``LoadImageFromFile`` names no file when it cannot read one. An undecodable (truncated) file fails in
+"""MMagic 1.2.0: ``LoadImageFromFile`` names no file when it cannot read one, ``PairedRandomCrop`` none when a pair's
+sizes do not fit. An undecodable (truncated) file fails in
 ``cv2.cvtColor`` ("!_src.empty()") or as "'NoneType' object has no attribute 'shape'", a missing LMDB key in
 ``np.frombuffer(None)``. It now raises ``DataFaultError`` with the path or ``LMDB <db> key '<k>'``, which the
 ``on_data_fault`` policy of the dataloader then stops on or skips (``plugins/compat/mmengine.py``).
@@ -6,10 +7,12 @@
 ``apply(loading_module)`` runs when ``mmagic.datasets.transforms.loading`` has been imported (a post-import hook
 installed by ``plugins.compat.apply``). Tested through mmengine runs in ``tests/engine/test_mmengine_reliability.py``.
 """
+import importlib
 import os
 
 import cv2
 
+from ..engine import data_faults
 from ..engine.errors import DataFaultError
 
 
@@ -46,3 +49,24 @@ def apply(loading_module) -> None:
 
     _load_image._plugins_compat = True
     LoadImageFromFile._load_image = _load_image
+    _patch_paired_random_crop()
+
+
+def _patch_paired_random_crop() -> None:
+    """MMagic's ``PairedRandomCrop`` raises ``ValueError`` for a pair whose GT is not ``scale`` x LQ (naming no
+    file) or whose LQ is smaller than the crop: it now raises ``DataFaultError`` naming both files and sizes, which the
+    ``on_data_fault`` policy stops on or skips. (``mmagic.datasets.transforms`` imports ``crop`` before ``loading``.)"""
+    crop_module = importlib.import_module('mmagic.datasets.transforms.crop')
+    PairedRandomCrop = crop_module.PairedRandomCrop  # noqa: N806 (a class)
+    original_transform = PairedRandomCrop.transform
+
+    def transform(self, results):
+        scale = results['scale']
+        lq, gt = results[self.lq_key], results[self.gt_key]
+        lq, gt = (lq[0] if isinstance(lq, list) else lq), (gt[0] if isinstance(gt, list) else gt)
+        data_faults.check_paired_crop(gt.shape[:2], lq.shape[:2], self.gt_patch_size, scale,
+                                      gt=results.get(f'{self.gt_key}_path', ''),
+                                      lq=results.get(f'{self.lq_key}_path', ''))
+        return original_transform(self, results)
+
+    PairedRandomCrop.transform = transform

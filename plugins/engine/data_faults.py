@@ -18,6 +18,7 @@ policy: an ``OSError`` from ``__getitem__`` counts as a data fault, named by the
 or the ``*_path`` entries of ``get_data_info(index)`` (mmengine) when it has them.
 """
 import multiprocessing
+import os.path as osp
 from typing import List
 
 from torch.utils.data import Dataset, IterableDataset
@@ -154,3 +155,78 @@ def summary() -> List[str]:
     """End-of-run lines: how many samples each dataset skipped."""
     return [f'{d.name}: {d.skipped.value} unreadable sample(s) skipped ({OPTION}: skip); '
             'their paths are in the warnings above.' for d in DATASETS if d.skipped.value]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# pairs that do not fit: sizes (per sample, under the policy) and partners (when the dataset is built)
+# ---------------------------------------------------------------------------------------------------------
+def check_paired_crop(gt_hw, lq_hw, gt_patch_size: int, scale: int, gt: str = '', lq: str = '') -> None:
+    """Raise ``DataFaultError`` naming both images and their sizes when GT is not ``scale`` x LQ, or LQ is smaller
+    than the LQ crop (``gt_patch_size // scale``); ``gt`` / ``lq`` name the images (their paths where known). The
+    check BasicSR's ``paired_random_crop`` and MMagic's ``PairedRandomCrop`` make, with a message that names the
+    files, so that ``on_data_fault`` stops on the sample or skips it."""
+    (h_gt, w_gt), (h_lq, w_lq) = (int(v) for v in gt_hw[:2]), (int(v) for v in lq_hw[:2])
+    sizes = f'GT{" " + str(gt) if gt else ""} is {w_gt}x{h_gt}, LQ{" " + str(lq) if lq else ""} is {w_lq}x{h_lq}'
+    if h_gt != h_lq * scale or w_gt != w_lq * scale:
+        raise DataFaultError(f'{sizes}: GT is not {scale}x LQ (scale {scale})')
+    lq_patch = gt_patch_size // scale
+    if h_lq < lq_patch or w_lq < lq_patch:
+        raise DataFaultError(f'{sizes}: smaller than the training crop (GT {gt_patch_size}x{gt_patch_size}, LQ '
+                             f'{lq_patch}x{lq_patch})')
+
+
+def _few(names, count: int = 5) -> str:
+    names = sorted(names)
+    return ', '.join(names[:count]) + (f' and {len(names) - count} more' if len(names) > count else '')
+
+
+def check_folder_partners(input_folder: str, gt_folder: str, input_names, gt_names, filename_tmpl: str = '{}',
+                          input_key: str = 'lq', gt_key: str = 'gt') -> None:
+    """Raise ``DataFaultError`` naming the missing partner files when a GT image of ``gt_folder`` has no
+    ``input_folder`` image named by ``filename_tmpl``, or ``input_folder`` holds images no GT image pairs with (what
+    BasicSR's ``paired_paths_from_folder`` asserts, naming the count or a bare file name)."""
+    input_set = set(input_names)
+    wanted = {f'{filename_tmpl.format(osp.splitext(g)[0])}{osp.splitext(g)[1]}': g for g in gt_names}
+    missing = [name for name in wanted if name not in input_set]
+    if missing:
+        first = missing[0]
+        raise DataFaultError(f'{input_key} image {osp.join(input_folder, first)} is missing: the partner of '
+                             f'{osp.join(gt_folder, wanted[first])} ({len(missing)} of {len(wanted)} {gt_key} images '
+                             f'have no {input_key} partner in {input_folder}: {_few(missing)})')
+    extra = sorted(input_set - set(wanted))
+    if extra:
+        raise DataFaultError(f'{input_folder} has {len(extra)} {input_key} image(s) without a {gt_key} partner in '
+                             f'{gt_folder}: {_few(extra)}')
+
+
+def check_lmdb_partners(input_folder: str, gt_folder: str, input_key: str = 'lq', gt_key: str = 'gt') -> None:
+    """Raise ``DataFaultError`` naming both LMDBs and a few keys when their ``meta_info.txt`` key sets differ (or one
+    cannot be read), where BasicSR's ``paired_paths_from_lmdb`` says only "Keys in lq_folder and gt_folder are
+    different"."""
+    keys = {}
+    for key, folder in ((input_key, input_folder), (gt_key, gt_folder)):
+        meta = osp.join(folder, 'meta_info.txt')
+        try:
+            with open(meta) as f:
+                keys[key] = {line.split('.')[0] for line in f}  # BasicSR's key: the name up to its first dot
+        except OSError as err:
+            raise DataFaultError(f'cannot read the {key} LMDB\'s key list {meta}: {err.strerror or err}') from err
+    only_input, only_gt = keys[input_key] - keys[gt_key], keys[gt_key] - keys[input_key]
+    if only_input or only_gt:
+        parts = [f'{len(keys_)} only in {name} ({_few(keys_)})' for keys_, name in
+                 ((only_gt, gt_folder), (only_input, input_folder)) if keys_]
+        raise DataFaultError(f'the {gt_key} LMDB {gt_folder} and the {input_key} LMDB {input_folder} list different '
+                             f'keys in meta_info.txt: {"; ".join(parts)}')
+
+
+def check_not_empty(dataset_cfg: dict, size: int) -> None:
+    """Raise ``DataFaultError`` naming the folders of an mmengine dataset config that gave no samples."""
+    if size:
+        return
+    root = str(dataset_cfg.get('data_root') or '')
+    prefix = dataset_cfg.get('data_prefix') or {}
+    folders = [osp.join(root, str(p)) for p in (prefix.values() if isinstance(prefix, dict) else [prefix])] or [root]
+    ann = dataset_cfg.get('ann_file')
+    where = f'annotation file {osp.join(root, str(ann))}' if ann else ', '.join(folders)
+    raise DataFaultError(f'{dataset_cfg.get("type", "dataset")} has no samples: nothing found in {where} (an empty '
+                         'folder, or data_root / data_prefix pointing to the wrong place)')
