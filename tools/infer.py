@@ -11,11 +11,13 @@ suffix. `params_ema` of the checkpoint is used when present, else `params` (--pa
 one input channel run on Y (YCbCr, BasicSR's `color: y`) with bicubic Cb/Cr; three-channel networks on RGB.
 --tile N runs the LR image in N x N tiles with --tile-pad pixels of context each side, in bounded memory.
 Networks that need more than an image are run by their line's adapter (plugins/common/inference.py), whose flags
-are listed below by line. --amp runs every image under torch.autocast on the device (bfloat16 or float16; outputs
-are cast back to float32 before they become 8-bit images), --channels-last puts the network (and the plain SR
-path's inputs) in the channels-last memory format, --compile compiles network_g's forward in place with
-torch.compile (plugins/common/speed_modes.py; CMDSR's adapter calls the sub-networks, which stay uncompiled). All
-three work with --tile and with every line's adapter.
+are listed below by line. An input image that cannot be read (corrupt, not an image) is reported on one warning
+line and skipped; the other images are written, and the tool then exits 1 with the count of skipped images.
+--amp runs every image under torch.autocast on the device (bfloat16 or float16; outputs are cast back to float32
+before they become 8-bit images), --channels-last puts the network (and the plain SR path's inputs) in the
+channels-last memory format, --compile compiles network_g's forward in place with torch.compile
+(plugins/common/speed_modes.py; CMDSR's adapter calls the sub-networks, which stay uncompiled). All three work with
+--tile and with every line's adapter.
 """
 import argparse
 import os
@@ -87,12 +89,19 @@ def main(argv):
     print(f'{type(net).__name__} x{scale} ({channels} input channel{"s" if channels > 1 else ""}) from '
           f'{args.checkpoint} [{used or "state dict"}] on {device} ({modes.describe()}), tile {args.tile or "off"}'
           f'{f" pad {args.tile_pad}" if args.tile else ""}: {len(files)} image(s) -> {out_dir}', flush=True)
+    failed = []
     for path in tqdm(files, unit='img', desc='infer'):
         stem = osp.splitext(osp.basename(path))[0]
         stem = f'{stem}_{suffix}' if suffix else stem
         try:
+            image = read_image(path)
+        except OptionsError as err:  # a corrupt or unreadable image: reported, the others still run
+            failed.append(path)
+            tqdm.write(f'warning: skipped {path}: {err}', file=sys.stderr)
+            continue
+        try:
             with modes.autocast(device):
-                outputs = run(read_image(path))
+                outputs = run(image)
         except (OptionsError, ValueError) as err:
             print(f'error: {path}: {err}', file=sys.stderr, flush=True)
             sys.exit(2)
@@ -101,6 +110,10 @@ def main(argv):
             if not cv2.imwrite(out_path, image):
                 print(f'error: cannot write {out_path}', file=sys.stderr, flush=True)
                 sys.exit(2)
+    if failed:
+        print(f'error: {len(failed)} of {len(files)} image(s) could not be read and were skipped: '
+              f'{", ".join(failed[:5])}{", ..." if len(failed) > 5 else ""}', file=sys.stderr, flush=True)
+        sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,7 @@ class TrainingStopped(RuntimeError):
 
 
 class CheckpointError(TrainingStopped):
-    """A checkpoint or training state that cannot be read."""
+    """A checkpoint or training state that cannot be read or written (the wording: ``checkpoint_files.py``)."""
 
 
 class DataFaultError(TrainingStopped):

@@ -177,3 +177,37 @@ def test_tile_forward_returns_float32_under_autocast():
             whole = tile_forward(net, lr, 2, 0, 0)
     assert tiled.dtype == whole.dtype == torch.float32
     assert (tiled - ref).abs().max().item() < 0.05 and (whole - ref).abs().max().item() < 0.05
+
+
+def test_infer_cli_goes_on_past_a_corrupt_image_and_counts_it(tmp_path, images, capsys):
+    """A corrupt image in the batch: one warning naming it, the other images are written, exit 1 with the count."""
+    folder, ckpt, _, _ = images
+    (folder / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'not really an image' * 10)
+    run = call_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', ckpt, '--input', folder, '--device', 'cpu',
+                     '--output', 'out', '--suffix', ''], tmp_path, capsys, check=False)
+    assert run.status == 1, run.err
+    warnings = [line for line in run.err.splitlines() if line.startswith('warning:')]
+    assert len(warnings) == 1 and 'broken.png' in warnings[0], run.err
+    errors = [line for line in run.err.splitlines() if line.startswith('error:')]
+    assert len(errors) == 1 and errors[0].startswith('error: 1 of 3 image(s) could not be read') \
+        and 'broken.png' in errors[0], run.err
+    assert 'Traceback' not in run.err
+    assert sorted(os.listdir(tmp_path / 'out')) == ['cat.png', 'rocket.png']
+
+
+def test_infer_cli_junk_checkpoint_never_suggests_an_unsafe_reload(tmp_path, images, capsys):
+    """A junk checkpoint and one holding pickled code: one line naming the file with our reason, never torch's
+    advice to reload with weights_only=False."""
+    folder, _, _, _ = images
+    junk = tmp_path / 'junk.pth'
+    junk.write_bytes(b'hello, this is not a checkpoint' * 20)
+    evil = tmp_path / 'evil.pth'
+    torch.save({'params': {}, 'hook': os.system}, evil)  # loading it unsafely would resolve os.system
+    for path, reason in ((junk, 'not a PyTorch checkpoint'),
+                         (evil, 'it holds Python objects that a safe load refuses')):
+        run = call_tool(['infer.py', '-opt', OPTIONS, '--checkpoint', path, '--input', folder, '--device', 'cpu'],
+                        tmp_path, capsys, check=False)
+        assert run.status == 2, run.err
+        lines = run.err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f'error: cannot read checkpoint {path}: {reason}'), run.err
+        assert 'weights_only' not in run.err

@@ -139,6 +139,22 @@ def test_nan_losses_are_skipped_then_stop_the_run_with_the_last_good_weights(tin
     assert torch.load(_exp(work) / 'training_states' / '6.state')['iter'] == 6
 
 
+def test_a_frozen_rank_ends_the_torchrun_job_at_the_collective_timeout(tiny):
+    """Rank 1 freezes (SIGSTOP: alive, answering nothing) in its second iteration while rank 0 waits in DDP's
+    gradient all-reduce: without a collective time-out the job would hang forever; with dist_params:timeout 10 s
+    rank 0 gives up, names itself and the time-out, and torchrun ends the job non-zero."""
+    work = tiny / 'frozen'
+    overrides = _overrides(tiny, loss={'stop_call': 2, 'raise_rank': 1}, total_iter=6, every=3,
+                           extra={'dist_params': {'backend': 'nccl', 'port': 29500, 'timeout': 10}})
+    start = time.time()
+    proc = _process(tiny, work, overrides, '--launcher', 'pytorch', launcher=torchrun(2), check=False, timeout=600)
+    elapsed = time.time() - start
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out[-3000:]
+    assert re.search(r'rank 0: error: .*dist_params:timeout', out), out[-4000:]
+    assert elapsed < 400, f'the job took {elapsed:.0f} s to end'
+
+
 def test_a_failing_rank_ends_the_whole_torchrun_job(tiny):
     """Rank 1 raises in its second iteration while rank 0 waits in DDP's gradient all-reduce: torchrun ends the job
     non-zero well within the 30-minute collective timeout, and the output names rank 1's error."""

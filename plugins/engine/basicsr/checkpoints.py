@@ -7,19 +7,25 @@ from typing import Any, Dict
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import get_dist_info
 
-from ..checkpoint_files import atomic_torch_save
+from ..checkpoint_files import LASTING_WRITE_ERRORS, atomic_torch_save, checkpoint_write_error
 from .mixed_precision import scaler_state
 
 
 def _save_with_retry(obj: Any, path: str, what: str) -> None:
-    """BasicSR's policy (3 tries, then log and go on training), with atomic writes."""
+    """Write ``obj`` atomically; a failed write is tried 3 times (BasicSR's policy), then stops the run.
+
+    BasicSR logs the failure and trains on, so a full disk ended with exit 0 and nothing saved. Here the run stops
+    with ``CheckpointError`` naming the file and the reason, at once for the errors a retry cannot cure (no space,
+    a read-only or forbidden folder: ``LASTING_WRITE_ERRORS``). The atomic write leaves the final name as it was
+    and removes its temporary file, so the checkpoints written before stay intact."""
     for attempt in range(3):
         try:
             atomic_torch_save(obj, path)
             return
         except OSError as err:
+            if err.errno in LASTING_WRITE_ERRORS or attempt == 2:
+                raise checkpoint_write_error(what, path, err) from err
             get_root_logger().warning(f'Saving {what} {path} failed ({err}); {2 - attempt} tries left.')
-    get_root_logger().error(f'Could not save {what} {path}; training goes on without it.')
 
 
 def save_network(model, net, net_label: str, current_iter, param_key='params') -> None:

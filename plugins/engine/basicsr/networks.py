@@ -12,6 +12,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
+from ..checkpoint_files import load_error_reason
 from ..errors import OptionsError
 from ..signature_check import check_kwargs
 from .options import load_options
@@ -60,7 +61,7 @@ def read_state_dict(ckpt_path: str, param_key: str = 'auto') -> Tuple[Dict[str, 
     try:
         ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=True)
     except Exception as err:  # truncated file, not a torch file, or pickled objects
-        raise OptionsError(f'cannot read checkpoint {ckpt_path}: {err}') from err
+        raise OptionsError(f'cannot read checkpoint {ckpt_path}: {load_error_reason(err)}') from err
     if not isinstance(ckpt, dict):
         raise OptionsError(f'checkpoint {ckpt_path} holds a {type(ckpt).__name__}, expected a state dict')
     if param_key == 'auto':

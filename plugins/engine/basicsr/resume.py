@@ -21,6 +21,7 @@ uninterrupted one. With data workers, each worker's generators are re-seeded per
 restored mid-epoch, and ``prefetch_mode: cpu`` loads ahead in a thread: the data order, weights, optimizer and
 schedule still resume exactly, the random augmentations after the resume differ.
 """
+import logging
 import os
 import os.path as osp
 import random
@@ -94,6 +95,7 @@ class TrainingRun:
         """Forget the previous run of this process (tests run several in one process)."""
         self.resume_state: Optional[Dict] = None
         self.batches_per_epoch: Optional[int] = None
+        DEFERRED_WARNINGS.clear()
 
     def take_resume_state(self) -> Optional[Dict]:
         """The state read by ``load_resume_state`` for this run, once (None when the run starts afresh)."""
@@ -175,6 +177,22 @@ def resume_network_files(opt: Dict, iteration: int) -> List[str]:
             for key in opt if str(key).startswith('network_') and key not in ignored]
 
 
+# Warnings of the resume, which is decided before BasicSR creates its logger (and the log file): kept here, written
+# to the run's log by ``log_deferred_warnings`` once the logger exists (``create_train_val_dataloader``'s patch).
+DEFERRED_WARNINGS: List[str] = []
+
+
+def log_deferred_warnings(logger) -> None:
+    """Write the warnings kept in ``DEFERRED_WARNINGS`` to the log files of ``logger`` (the run's log), once; the
+    console had them already."""
+    files = [h for h in logger.handlers if isinstance(h, logging.FileHandler)]
+    while DEFERRED_WARNINGS:
+        record = logger.makeRecord(logger.name, logging.WARNING, __file__, 0, DEFERRED_WARNINGS.pop(0), None, None)
+        for handler in files:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
 def find_resumable_state(opt: Dict, logger_warning=print) -> Tuple[Optional[str], List[str]]:
     """The newest ``training_states/<iter>.state`` whose state and network files all load.
 
@@ -188,6 +206,7 @@ def find_resumable_state(opt: Dict, logger_warning=print) -> Tuple[Optional[str]
             return state_path, skipped
         line = f'cannot resume from iteration {iteration}: ' + '; '.join(f'{p}: {why}' for p, why in problems)
         logger_warning(line)
+        DEFERRED_WARNINGS.append(f'{line}; trying an older one.')
         skipped.append(line)
     return None, skipped
 
