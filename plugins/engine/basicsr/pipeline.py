@@ -38,7 +38,7 @@ def help_parser(is_train: bool) -> argparse.ArgumentParser:
                             'from iteration 0 (without it the run stops and lists them)')
     parser.add_argument('--debug', action='store_true', help='debug_ experiment name, frequent logs')
     parser.add_argument('--force_yml', nargs='+', metavar='KEY:SUB=VALUE',
-                        help='override existing options, e.g. train:total_iter=1000 num_gpu=1')
+                        help='override existing options, e.g. val:val_freq=500 num_gpu=0')
     parser.add_argument(PRINT_OPTIONS, action='store_true',
                         help='print the resolved options (_base_ merged, --force_yml applied) as YAML and exit')
     return parser
