@@ -134,16 +134,22 @@ def check_training(args, workdir):
     text = ('### Training (one process, one GPU; the demo options of each line, and CMDSR at the paper\'s batch on '
             'the demo images)\n\n' + format_training_table(results))
     if failures:
-        text += '\n\nFailed runs:\n\n| options | modes | error |\n|---|---|---|\n' + '\n'.join(failures)
+        text += '\n\nFailed runs:\n\n' + _table(['options', 'modes', 'error'], failures)
     return text
+
+
+def _table(header, rows) -> str:
+    """A Markdown table: the ``header`` cells, then ``rows`` (each already a ``| ... |`` line)."""
+    return '| ' + ' | '.join(header) + ' |\n' + '|---' * len(header) + '|\n' + '\n'.join(rows)
 
 
 def _max_weight_difference(a, b):
     """Largest absolute difference between the tensors of two checkpoints (same keys), and the keys compared."""
+    import mmengine.runner  # noqa: F401  (plugins.compat allows mmengine's checkpoint contents in a safe load)
     import torch
 
     def tensors(path):
-        ckpt = torch.load(path, map_location='cpu', weights_only=False)
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
         state = ckpt.get('state_dict', ckpt)
         flat = {}
         for key, value in state.items():
@@ -204,8 +210,8 @@ def check_resume(args, workdir):
         rows.append(f'| {kind} {path} {" ".join(extra)} ({iters} it., checkpoint every {every}) '
                     f'| {"yes" if killed else "no (ended first)"} '
                     f'| {diff:.3g} ({count} tensors) | {noise:.3g} |')
-    return ('### Resume after SIGKILL\n\n| run | killed mid-run | max abs weight difference, resumed vs uninterrupted '
-            '| same, two uninterrupted runs |\n|---|---|---|---|\n' + '\n'.join(rows) +
+    return ('### Resume after SIGKILL\n\n' + _table(['run', 'killed mid-run', 'max abs weight difference, resumed vs '
+                                                   'uninterrupted', 'same, two uninterrupted runs'], rows) +
             '\n\nThe uninterrupted pair shows the GPU\'s own run-to-run difference (cuDNN picks kernels per run); '
             '0 in both columns is an exact resume.')
 
@@ -229,7 +235,7 @@ def check_inference(args, workdir):
         rows.append(f'| {amp or "fp32"} | {r["images_per_s"]:.1f} | {r["latency_ms"]["median"]:.2f} '
                     f'| {r["peak_memory_bytes"] / 2 ** 20:.0f} MiB | {goal} |')
     return ('### 1080p low-light inference (Backbone7x7, 1x4x1080x1920, channels-last)\n\n'
-            '| precision | FPS | median latency (ms) | peak memory | note |\n|---|---|---|---|---|\n' + '\n'.join(rows) +
+            + _table(['precision', 'FPS', 'median latency (ms)', 'peak memory', 'note'], rows) +
             '\n\nForward pass only (input already on the GPU, torch.inference_mode), 50 runs after 10 warm-up. The lab: '
             '34.86 FPS on a GTX TITAN X (fp32); our goal on a current GPU: >= 200 FPS in fp16.')
 
@@ -251,7 +257,7 @@ def check_ddp(args, workdir):
         rows.append(f'| {path} | {status} | {time.time() - start:.0f} | {nccl} |')
     return (f'### DDP over {gpus} GPU(s) (torchrun, {DDP_ITERS} iterations, validation and checkpoint at half and '
             'at the end)\n\n'
-            '| options | result | wall time (s) | backend named in the output |\n|---|---|---|---|\n' + '\n'.join(rows))
+            + _table(['options', 'result', 'wall time (s)', 'backend named in the output'], rows))
 
 
 # ---------------------------------------------------------------------------------------------------------

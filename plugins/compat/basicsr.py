@@ -81,14 +81,15 @@ def _patch_options_inheritance(basicsr, run: resume.TrainingRun) -> None:
         index, path = option_file_argument(argv)
         if path is None or not os.path.isfile(path):
             return original_parse(root_path, is_train)
-        resolved = apply_force_yml(load_options(path), force_yml_arguments(argv), path)
+        options = load_options(path)  # read once: the device plan and the flat copy both use it
+        resolved = apply_force_yml(options, force_yml_arguments(argv), path)
         run.device_plan = devices.plan_devices(resolved, distributed=launcher_argument(argv) != 'none')
         if has_bases(path):
             folder = tempfile.mkdtemp(prefix='resolved_options_')
             atexit.register(shutil.rmtree, folder, ignore_errors=True)
             flat = os.path.join(folder, os.path.basename(path))
             with open(flat, 'w', encoding='utf-8') as f:
-                f.write(f'# {path} with its _base_ files resolved\n' + options_to_yaml(load_options(path)))
+                f.write(f'# {path} with its _base_ files resolved\n' + options_to_yaml(options))
             sys.argv = argv[:index] + ['-opt', flat] + argv[index + 1 + (argv[index] == '-opt'):]
         try:
             opt, args = original_parse(root_path, is_train)
@@ -353,9 +354,7 @@ def _patch_data_faults(basicsr) -> None:
 
     file_client.get = get
     # Datasets did `from basicsr.utils import imfrombytes`: rebind the name wherever it was imported.
-    for module in list(sys.modules.values()):
-        if getattr(module, 'imfrombytes', None) is original_imfrombytes:
-            module.imfrombytes = imfrombytes
+    _rebind_everywhere({'imfrombytes': (original_imfrombytes, imfrombytes)})
     _patch_paired_data_checks(basicsr)
 
 
@@ -390,16 +389,20 @@ def _patch_paired_data_checks(basicsr) -> None:
             data_faults.check_lmdb_partners(*folders, *keys)
         return originals['paired_paths_from_lmdb'](folders, keys)
 
-    patched = {'paired_random_crop': paired_random_crop, 'paired_paths_from_folder': paired_paths_from_folder,
-               'paired_paths_from_lmdb': paired_paths_from_lmdb}
-    transforms.paired_random_crop = paired_random_crop
-    data_util.paired_paths_from_folder, data_util.paired_paths_from_lmdb = paired_paths_from_folder, \
-        paired_paths_from_lmdb
-    # Datasets did `from basicsr.data.transforms import paired_random_crop` ...: rebind the names where imported.
+    # Datasets did `from basicsr.data.transforms import paired_random_crop` ...: rebind the names where imported
+    # (their defining modules included).
+    _rebind_everywhere({'paired_random_crop': (originals['paired_random_crop'], paired_random_crop),
+                        'paired_paths_from_folder': (originals['paired_paths_from_folder'], paired_paths_from_folder),
+                        'paired_paths_from_lmdb': (originals['paired_paths_from_lmdb'], paired_paths_from_lmdb)})
+
+
+def _rebind_everywhere(replacements) -> None:
+    """For each ``name: (original, replacement)``, point every loaded module's global ``name`` that is ``original``
+    at ``replacement``: a function imported by name (``from m import f``) is a separate binding in each module."""
     for module in list(sys.modules.values()):
-        for name, function in patched.items():
-            if getattr(module, name, None) is originals[name]:
-                setattr(module, name, function)
+        for name, (original, replacement) in replacements.items():
+            if getattr(module, name, None) is original:
+                setattr(module, name, replacement)
 
 
 # ---------------------------------------------------------------------------------------------------------
