@@ -45,6 +45,24 @@ def test_a_python_tag_in_an_options_file_never_runs(workdir, tool):
     assert not (workdir / 'experiments').exists()
 
 
+@pytest.mark.parametrize('bases, message', [
+    ({'row.yml': '_base_: [b.py]\nname: row\n', 'b.py': 'scale = 2\n'},
+     r"row\.yml: _base_ file 'b\.py' must be a YAML options file \(\.yml\)"),
+    ({'row.yml': '_base_: [b.yml]\nname: row\n', 'b.yml': '_base_: [c.yml]\nscale: 2\n'},
+     r"b\.yml: _base_ file 'c\.yml' not found \(looked for .*c\.yml\)"),
+    ({'row.yml': '_base_: [b.yml]\nname: row\n', 'b.yml': '_base_: [row.yml]\nscale: 2\n'},
+     r'row\.yml: _base_ files form a cycle: .*row\.yml -> .*b\.yml -> .*row\.yml'),
+], ids=['python_base', 'missing_base_of_a_base', 'cycle'])
+def test_base_files_that_mmengine_would_run_or_cannot_read_are_refused(workdir, bases, message):
+    """A .py base would be executed by mmengine's Config; every file of the chain is checked before it reads one."""
+    from plugins.engine.basicsr.options import load_options
+    from plugins.engine.errors import OptionsError
+    for name, text in bases.items():
+        (workdir / name).write_text(text)
+    with pytest.raises(OptionsError, match=message):
+        load_options(str(workdir / 'row.yml'))
+
+
 def test_a_python_tag_in_a_base_file_is_refused_before_mmengine_reads_it(workdir):
     """mmengine's Config reads YAML with PyYAML's full loader: every _base_ file is read safely first."""
     from plugins.engine.basicsr.options import load_options

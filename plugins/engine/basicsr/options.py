@@ -109,17 +109,8 @@ def _read_yaml(path: str) -> Dict:
 def _resolve_bases(path: str, opt: Dict) -> Dict:
     """The options of ``path`` merged over its ``_base_`` files (mmengine's ``Config`` inheritance)."""
     from mmengine.config import Config  # mmengine is a dependency; imported only for files that inherit
-    bases = opt[BASE_KEY]
-    bases = [bases] if isinstance(bases, str) else bases
-    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise OptionsError(f'{path}: {BASE_KEY} must be a file name or a list of file names, got {bases!r}')
-    for base in bases:
-        base_path = osp.join(osp.dirname(osp.abspath(path)), base)
-        if not base.endswith(YAML_SUFFIXES):  # mmengine would execute a .py base
-            raise OptionsError(f'{path}: {BASE_KEY} file {base!r} must be a YAML options file (.yml)')
-        if not osp.isfile(base_path):
-            raise OptionsError(f'{path}: {BASE_KEY} file {base!r} not found (looked for {base_path})')
-        _read_safely_with_bases(base_path)  # mmengine's Config reads YAML with an unsafe loader: check first
+    for base_path in _base_paths(path, opt):
+        _read_safely_with_bases(base_path, (osp.normpath(osp.abspath(path)), ))
     try:
         merged = Config.fromfile(path).to_dict()
     except (KeyError, TypeError, ValueError) as err:  # e.g. two bases that set the same key
@@ -127,20 +118,32 @@ def _resolve_bases(path: str, opt: Dict) -> Dict:
     return _in_basicsr_order(merged)
 
 
-def _read_safely_with_bases(path: str, seen: tuple = ()) -> None:
-    """Read ``path`` and its ``_base_`` files (recursively) with ``OptionsLoader``, so that a Python tag or a
-    duplicate key in any of them is refused before mmengine's ``Config`` constructs anything."""
-    path = osp.normpath(osp.abspath(path))
-    if path in seen:
-        raise OptionsError(f'{path}: {BASE_KEY} files form a cycle: {" -> ".join(seen + (path, ))}')
-    opt = _read_yaml(path)
+def _base_paths(path: str, opt: Dict) -> List[str]:
+    """The paths of the ``_base_`` files ``opt`` (read from ``path``) names, each a YAML file that exists;
+    ``OptionsError`` naming ``path`` otherwise."""
     bases = opt.get(BASE_KEY) or []
-    for base in [bases] if isinstance(bases, str) else bases if isinstance(bases, list) else []:
-        if not isinstance(base, str) or not base.endswith(YAML_SUFFIXES):
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise OptionsError(f'{path}: {BASE_KEY} must be a file name or a list of file names, got {bases!r}')
+    paths = []
+    for base in bases:
+        if not base.endswith(YAML_SUFFIXES):  # mmengine would execute a .py base
             raise OptionsError(f'{path}: {BASE_KEY} file {base!r} must be a YAML options file (.yml)')
         base_path = osp.join(osp.dirname(osp.abspath(path)), base)
         if not osp.isfile(base_path):
             raise OptionsError(f'{path}: {BASE_KEY} file {base!r} not found (looked for {base_path})')
+        paths.append(base_path)
+    return paths
+
+
+def _read_safely_with_bases(path: str, seen: tuple = ()) -> None:
+    """Read ``path`` and its ``_base_`` files (recursively) with ``OptionsLoader``, so that a Python tag or a
+    duplicate key in any of them is refused before mmengine's ``Config`` constructs anything (it reads YAML with an
+    unsafe loader)."""
+    path = osp.normpath(osp.abspath(path))
+    if path in seen:
+        raise OptionsError(f'{path}: {BASE_KEY} files form a cycle: {" -> ".join(seen + (path, ))}')
+    for base_path in _base_paths(path, _read_yaml(path)):
         _read_safely_with_bases(base_path, seen + (path, ))
 
 
