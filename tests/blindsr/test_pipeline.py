@@ -95,7 +95,7 @@ def test_demo_training_steps_validation_per_task_and_checkpoint(demo_run):
     for key in ('params', 'params_ema'):
         assert any(k.startswith('sr_net.modulations.') for k in ckpt[key])
         assert any(k.startswith('condition_net.') for k in ckpt[key])
-    state = torch.load(demo_run.folder / 'training_states' / '2.state', map_location='cpu', weights_only=False)
+    state = torch.load(demo_run.folder / 'training_states' / '2.state', map_location='cpu', weights_only=True)
     assert len(state['optimizers']) == 2 and len(state['schedulers']) == 2  # BaseNet and ConditionNet
     sr_params = state['optimizers'][0]['param_groups'][0]['params']
     cond_params = state['optimizers'][1]['param_groups'][0]['params']
