@@ -4,7 +4,7 @@ The seed's joint model fine-tunes the recognizer "from the feature layer": the T
 upsampler, ``(N, C, h, w)`` (64 x 16 x 64 on TextZoom), become a sequence of ``seq_len`` columns (average
 pooling along the width; 26 = CRNN's own sequence length), each column flattened to ``C * h`` values and mapped
 by a bridge head to CRNN's 512-d column features; CRNN's two BiLSTMs and classification head then give the CTC
-scores. The four heads of the seed's tables:
+scores. The four heads of the seed's tables -- the seed gives their names only; the layers below are our design:
 
 * ``dense``: one linear layer ``C*h -> 512``;
 * ``mlp``: linear ``C*h -> 512``, ReLU, linear ``512 -> 512``;

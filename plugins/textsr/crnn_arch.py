@@ -39,10 +39,22 @@ class BidirectionalLSTM(nn.Module):
         return self.embedding(self.rnn(x)[0])
 
 
-def to_recognizer_input(img: torch.Tensor) -> torch.Tensor:
-    """RGB(+mask) or gray ``(N, C, H, W)`` in [0, 1] -> gray ``(N, 1, 32, 100)`` in [-1, 1] (crnn.pytorch's input).
+INPUT_NORMS = ('textzoom', 'crnn.pytorch')
 
-    Gray = 0.299 R + 0.587 G + 0.114 B, as TextZoom's ``parse_crnn_data``; a 4th (mask) channel is ignored."""
+
+def to_recognizer_input(img: torch.Tensor, norm: str = 'textzoom') -> torch.Tensor:
+    """RGB(+mask) or gray ``(N, C, H, W)`` in [0, 1] -> gray ``(N, 1, 32, 100)``, the CRNN's input.
+
+    Gray = 0.299 R + 0.587 G + 0.114 B after a bicubic resize to 32x100 (``align_corners=False``), as TextZoom's
+    ``parse_crnn_data``; a 4th (mask) channel is ignored. ``norm``:
+
+    * ``'textzoom'``: left in [0, 1] and not clamped (TSRN's tanh output may leave it), which is how TextZoom's
+      evaluation feeds crnn.pytorch's CRNN -- although crnn.pytorch trained it on [-1, 1] inputs (its
+      ``resizeNormalize``: ``sub_(0.5).div_(0.5)``). TextZoom's CRNN accuracies were measured this way.
+    * ``'crnn.pytorch'``: clamped to [0, 1] and mapped to [-1, 1], the recognizer's own normalisation.
+    """
+    if norm not in INPUT_NORMS:
+        raise ValueError(f'recognizer input_norm must be one of {list(INPUT_NORMS)}, got {norm!r}')
     if img.shape[1] >= 3:
         r, g, b = img[:, 0:1], img[:, 1:2], img[:, 2:3]
         img = 0.299 * r + 0.587 * g + 0.114 * b
@@ -50,7 +62,7 @@ def to_recognizer_input(img: torch.Tensor) -> torch.Tensor:
         raise ValueError(f'recognizer input must have 1, 3 or 4 channels, got {img.shape[1]}')
     if tuple(img.shape[-2:]) != INPUT_SIZE:
         img = F.interpolate(img, INPUT_SIZE, mode='bicubic', align_corners=False)
-    return img.clamp(0, 1) * 2 - 1
+    return img if norm == 'textzoom' else img.clamp(0, 1) * 2 - 1
 
 
 @ARCH_REGISTRY.register()
@@ -60,6 +72,9 @@ class CRNN(nn.Module):
     Args:
         num_classes (int): CTC classes including the blank. Default: 37.
         hidden (int): LSTM hidden units (``nh``). Default: 256.
+        input_norm (str): how an image is fed (:func:`to_recognizer_input`): ``'textzoom'`` ([0, 1], as TextZoom's
+            evaluation feeds crnn.pytorch's weights) or ``'crnn.pytorch'`` ([-1, 1], as those weights were
+            trained). Default: 'textzoom'.
 
     Shapes:
         ``forward``: ``(N, C, H, W)`` image in [0, 1] (C = 1, 3 or 4; resized to 32x100) -> ``(26, N, classes)``.
@@ -67,8 +82,11 @@ class CRNN(nn.Module):
         ``(T, N, classes)`` (the two BiLSTMs, used by the feature-level bridges).
     """
 
-    def __init__(self, num_classes: int = NUM_CLASSES, hidden: int = 256):
+    def __init__(self, num_classes: int = NUM_CLASSES, hidden: int = 256, input_norm: str = 'textzoom'):
         super().__init__()
+        if input_norm not in INPUT_NORMS:
+            raise ValueError(f'CRNN input_norm must be one of {list(INPUT_NORMS)}, got {input_norm!r}')
+        self.input_norm = input_norm
         chans = [1, 64, 128, 256, 256, 512, 512, 512]
         pools = {0: nn.MaxPool2d(2, 2), 1: nn.MaxPool2d(2, 2), 3: nn.MaxPool2d((2, 2), (2, 1), (0, 1)),
                  5: nn.MaxPool2d((2, 2), (2, 1), (0, 1))}
@@ -85,7 +103,7 @@ class CRNN(nn.Module):
         self.num_classes = num_classes
 
     def features(self, img: torch.Tensor) -> torch.Tensor:
-        conv = self.cnn(to_recognizer_input(img))  # (N, 512, 1, 26)
+        conv = self.cnn(to_recognizer_input(img, self.input_norm))  # (N, 512, 1, 26)
         return conv.squeeze(2).permute(2, 0, 1)  # (26, N, 512)
 
     def sequence_head(self, seq: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,8 @@ Offline, the PP-OCRv4 recognition model in the ``rapidocr-onnxruntime==1.4.4`` w
 download; newer ``rapidocr`` releases fetch models at run time, so they are not used). Optional: install with
 ``pip install -e ".[textsr-ocr]"`` (see setup.py; the wheel's metadata wants ``opencv-python``, so
 ``pip install --no-deps rapidocr-onnxruntime==1.4.4`` also works next to opencv-python-headless). Nothing in
-the tests requires it.
+the tests requires it. Options that name this metric without the extra installed are refused by the options
+check with the install line (``requires_extra``, read by ``plugins/engine/basicsr/options_check.py``).
 
     val:
       metrics:
@@ -20,15 +21,17 @@ from basicsr.utils.registry import METRIC_REGISTRY
 
 from .word_accuracy_metric import calculate_word_accuracy
 
+INSTALL = ('pip install -e ".[textsr-ocr]" (or: pip install onnxruntime pyclipper shapely && '
+           'pip install --no-deps rapidocr-onnxruntime==1.4.4)')
+
 
 @lru_cache(maxsize=1)
 def _engine():
     try:
         from rapidocr_onnxruntime import RapidOCR
     except ImportError as err:
-        raise ImportError('calculate_word_accuracy_rapidocr needs rapidocr-onnxruntime==1.4.4 and onnxruntime: '
-                          'pip install -e ".[textsr-ocr]" (or pip install onnxruntime pyclipper shapely && '
-                          'pip install --no-deps rapidocr-onnxruntime==1.4.4)') from err
+        raise ImportError(f'calculate_word_accuracy_rapidocr needs rapidocr-onnxruntime==1.4.4 and onnxruntime: '
+                          f'{INSTALL}') from err
     return RapidOCR(intra_op_num_threads=1, inter_op_num_threads=1)  # one word at a time, one thread
 
 
@@ -42,3 +45,7 @@ def recognize_rapidocr(img: np.ndarray) -> str:
 def calculate_word_accuracy_rapidocr(img: np.ndarray, label: str, **kwargs) -> float:
     """1.0 when PP-OCRv4's reading of the SR image ``img`` (BGR uint8) matches ``label`` after TextZoom's filter."""
     return calculate_word_accuracy(recognize_rapidocr(img), label)
+
+
+# The options check refuses an options file with this metric, before any work, when the extra is missing.
+calculate_word_accuracy_rapidocr.requires_extra = (('rapidocr_onnxruntime', 'onnxruntime'), INSTALL)

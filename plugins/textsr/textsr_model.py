@@ -10,7 +10,9 @@ Networks (BasicSR options keys): ``network_g`` (TSRN), optional ``network_rec`` 
 
 ``train:stage``: ``sr`` (TSRN alone: MSE + gradient prior; a recognizer, if any, only measures accuracy),
 ``rec`` (TSRN frozen, recognizer/bridge trained with CTC) or ``joint`` (both, losses combined by
-``train:loss_weighting``: ``average`` or ``uncertainty`` = Kendall et al.'s learned ``exp(-s) L + s``).
+``train:loss_weighting``: ``average`` or ``uncertainty`` = Kendall et al.'s learned weighting, with
+``train:uncertainty_form``: ``kendall`` (default, eq. 10: ``0.5 exp(-s) L_sr + 0.5 s`` for the SR regression
+term, ``exp(-s) L_rec + 0.5 s`` for recognition) or ``symmetric`` (``exp(-s) L + s`` for both, the first form)).
 ``train:rec_input``: ``sr`` (default) or ``hr``: the recognizer reads the HR images, to pretrain it in stage
 ``rec`` when no pretrained recognizer exists (the CPU demo on synthetic data).
 ``train:train_rec``: ``all`` | ``head`` | ``none``, the recognizer's trainable part (``head``: the seed's
@@ -18,9 +20,9 @@ retrained classification head). The recognizer checkpoint (``path:pretrain_netwo
 ``strict=False`` and a report (``path:rec_ckpt_prefix`` and ``path:rec_ignore_keys`` select what to take);
 give ``path:strict_load_rec: false`` so the options check does not demand an exact match.
 
-Validation (``validation.py``): PSNR/SSIM/accuracy per ``val_*`` data set, then a sample-weighted average over
-all validation sets (TextZoom's E/M/H/A), and checkpoints ``net_*_best_acc.pth`` / ``net_*_best_psnr.pth``
-when that average improves.
+Validation (``split_validation.py``): PSNR/SSIM/accuracy per ``val_*`` data set, then a sample-weighted average
+over all validation sets (TextZoom's E/M/H/A), and checkpoints ``net_*_best_acc.pth`` / ``net_*_best_psnr.pth``
+when the figure over the sets improves (``val:best_by``: ``split_sum`` as TextZoom, or ``weighted_mean``).
 """
 import os.path as osp
 from collections import OrderedDict
@@ -48,10 +50,7 @@ def task_weight_log(weighting: TaskWeighting, device: torch.device) -> 'OrderedD
     """``w_<task>``: each task's current weight as a 0-d tensor on ``device`` (the losses' device), for BasicSR's
     ``reduce_loss_dict``, which stacks the logged values and, under DDP, all-reduces them: a CPU tensor beside CUDA
     losses fails there. Read from ``s`` on the device, without a host sync."""
-    if weighting.mode == 'uncertainty':
-        weights = torch.exp(-weighting.log_vars.detach()).to(device)
-    else:
-        weights = torch.full((len(weighting.tasks), ), 1.0 / len(weighting.tasks), device=device)
+    weights = weighting.weight_factors().to(device)
     return OrderedDict((f'w_{task}', w) for task, w in zip(weighting.tasks, weights))
 
 
@@ -150,7 +149,9 @@ class TextSRModel(SplitValidationMixin, AnyTorchOptimizerMixin, SRModel):
         if self.stage == 'rec':
             for p in self.net_g.parameters():
                 p.requires_grad_(False)
-        self.weighting = TaskWeighting(train_opt.get('loss_weighting', 'average'), ('sr', 'rec')).to(self.device)
+        self.weighting = TaskWeighting(train_opt.get('loss_weighting', 'average'), ('sr', 'rec'),
+                                       form=train_opt.get('uncertainty_form', 'kendall'),
+                                       regression=('sr', )).to(self.device)
         self._load_weighting()
         self.grad_clip = train_opt.get('grad_clip')
         self.rec_input = train_opt.get('rec_input', 'sr')

@@ -141,13 +141,25 @@ class TSRN(nn.Module):
 class TextBicubic(nn.Module):
     """The bicubic baseline of TextZoom's tables as a network: ``(N, C, h, w)`` -> ``(N, C, h * scale, w * scale)``.
 
-    torch's bicubic (a = -0.75, clamped to [0, 1]) where TextZoom resizes with PIL (a = -0.5); it has no
-    parameters and no features, so it pairs with image-level coupling only."""
+    torch's bicubic (a = -0.75), as TextZoom's ``src/model/bicubic.py`` (``F.interpolate``, not PIL) on the LR
+    tensor that its data loader resized to 64x16 with PIL bicubic (our dataset does the same).
 
-    def __init__(self, scale: int = 2):
+    Args:
+        scale (int): Upscaling factor. Default: 2.
+        align_corners (bool): TextZoom's baseline uses ``align_corners=True``, which maps the corner pixel centres
+            onto each other and so stretches the image by (w - 1)/(w*scale - 1) against the pixel grid the LR was
+            made on (up to half an HR pixel at the borders). Default: False (pixel-area aligned, our fix);
+            the TextZoom options set ``true``.
+        clamp (bool): Clamp the output to [0, 1] (bicubic overshoots at edges). TextZoom does not clamp, and its
+            metrics score the overshoot. Default: True; the TextZoom options set ``false``.
+    """
+
+    def __init__(self, scale: int = 2, align_corners: bool = False, clamp: bool = True):
         super().__init__()
-        self.scale = scale
+        self.scale, self.align_corners, self.clamp = scale, align_corners, clamp
 
     def forward(self, x: torch.Tensor, return_features: bool = False):
-        sr = F.interpolate(x, scale_factor=self.scale, mode='bicubic', align_corners=False).clamp(0, 1)
+        sr = F.interpolate(x, scale_factor=self.scale, mode='bicubic', align_corners=self.align_corners)
+        if self.clamp:
+            sr = sr.clamp(0, 1)
         return (sr, None) if return_features else sr

@@ -1,5 +1,7 @@
 """Text SR line (seed 001), units: TSRN/STN/CRNN/bridges (counts, shapes, gradients), CTC labels and decoding,
 losses and task weighting, recognizer checkpoint loading, the accuracy metric and the E/M/H/A average."""
+import math
+
 import pytest
 import torch
 
@@ -72,6 +74,50 @@ def test_bicubic_baseline_has_no_parameters():
     net = TextBicubic(2)
     sr, feat = net(torch.rand(1, 4, 16, 64), return_features=True)
     assert sr.shape == (1, 4, 32, 128) and feat is None and n_params(net) == 0
+
+
+def _keys_bicubic_row(row, positions, a=-0.75):
+    """Cubic convolution (Keys, a = -0.75 as torch) of a 1-D ``row`` at ``positions``, border samples replicated."""
+    def kernel(t):
+        t = abs(t)
+        if t <= 1:
+            return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1
+        return a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a if t < 2 else 0.0
+    out = []
+    for x in positions:
+        base = math.floor(x)
+        out.append(sum(row[min(max(k, 0), len(row) - 1)] * kernel(x - k) for k in range(base - 1, base + 3)))
+    return torch.tensor(out, dtype=torch.float64)
+
+
+def test_bicubic_baseline_as_textzoom_aligns_corners_and_does_not_clamp():
+    """TextZoom's src/model/bicubic.py: F.interpolate(bicubic, align_corners=True), no clamp: HR column j samples
+    LR position j (w - 1) / (2w - 1); ours (align_corners=False) samples (j + 0.5) / 2 - 0.5. Pinned against a
+    written-out cubic convolution on a row of constant columns (so the vertical pass is the identity)."""
+    w = 8
+    row = [0.0, 0.1, 0.9, 1.0, 0.2, 0.0, 0.7, 1.0]
+    img = torch.tensor(row, dtype=torch.float64).view(1, 1, 1, w).expand(1, 1, 4, w).contiguous()
+    j = range(2 * w)
+    textzoom = TextBicubic(2, align_corners=True, clamp=False)(img)[0, 0, 3]
+    ours = TextBicubic(2, clamp=False)(img)[0, 0, 3]
+    assert torch.allclose(textzoom, _keys_bicubic_row(row, [i * (w - 1) / (2 * w - 1) for i in j]), atol=1e-9)
+    assert torch.allclose(ours, _keys_bicubic_row(row, [(i + 0.5) / 2 - 0.5 for i in j]), atol=1e-9)
+    assert (textzoom - ours).abs().max() > 0.05
+    assert textzoom.min() < 0 and textzoom.max() > 1  # overshoot kept, as TextZoom scores it
+    assert TextBicubic(2)(img).min() == 0 and TextBicubic(2)(img).max() == 1  # ours clamps by default
+
+
+def test_crnn_input_as_textzoom_feeds_it_and_as_crnn_pytorch():
+    """TextZoom's parse_crnn_data: bicubic resize to 32x100, gray 0.299 R + 0.587 G + 0.114 B, no normalisation
+    (and no clamp); crnn.pytorch's own input is the same gray in [-1, 1]."""
+    from plugins.textsr.crnn_arch import to_recognizer_input
+    img = torch.rand(2, 4, 32, 100) * 1.2 - 0.1  # a tanh output may leave [0, 1]
+    gray = 0.299 * img[:, 0:1] + 0.587 * img[:, 1:2] + 0.114 * img[:, 2:3]
+    assert torch.allclose(to_recognizer_input(img, 'textzoom'), gray, atol=1e-6)
+    assert torch.allclose(to_recognizer_input(img, 'crnn.pytorch'), gray.clamp(0, 1) * 2 - 1, atol=1e-6)
+    assert CRNN().input_norm == 'textzoom' and CRNN(input_norm='crnn.pytorch').input_norm == 'crnn.pytorch'
+    with pytest.raises(ValueError, match='input_norm'):
+        CRNN(input_norm='imagenet')
 
 
 def test_tps_with_the_target_points_is_the_identity():
@@ -180,6 +226,21 @@ def test_ctc_loss_prefers_the_right_label():
     assert loss(scores, ['CAT']) < loss(scores, ['dog']) and loss(scores, ['cat']) < 0.01
 
 
+def test_ctc_reduction_mean_and_crnn_pytorchs_sum_over_batch_size():
+    """'mean': each sample's CTC divided by its label length, averaged; 'batchmean' (crnn.pytorch): the summed
+    CTC divided by the batch size. Both from per-sample losses computed one at a time."""
+    torch.manual_seed(0)
+    scores = torch.randn(26, 3, NUM_CLASSES)
+    labels = ['cat', 'house', 'a']
+    per_sample = [TextCTCLoss(reduction='mean')(scores[:, i:i + 1], [w]) * len(w) for i, w in enumerate(labels)]
+    assert float(TextCTCLoss()(scores, labels)) == pytest.approx(
+        sum(float(p) / len(w) for p, w in zip(per_sample, labels)) / 3, rel=1e-5)
+    assert float(TextCTCLoss(reduction='batchmean')(scores, labels)) == pytest.approx(
+        sum(float(p) for p in per_sample) / 3, rel=1e-5)
+    with pytest.raises(ValueError, match='reduction'):
+        TextCTCLoss(reduction='sum')
+
+
 def test_tsrn_image_loss_mse_plus_gradient_prior():
     hr = torch.zeros(1, 4, 4, 6)
     hr[..., 3:] = 1  # a vertical edge
@@ -194,7 +255,7 @@ def test_tsrn_image_loss_mse_plus_gradient_prior():
 def test_task_weighting_average_and_uncertainty():
     losses = {'sr': torch.tensor(2.0), 'rec': torch.tensor(6.0)}
     assert TaskWeighting('average', ['sr', 'rec'])(losses) == 4.0
-    unc = TaskWeighting('uncertainty', ['sr', 'rec'])
+    unc = TaskWeighting('uncertainty', ['sr', 'rec'], form='symmetric')
     assert unc(losses) == 8.0  # s = 0: exp(0) L + 0
     opt = torch.optim.SGD(unc.parameters(), lr=0.1)
     for _ in range(3):
@@ -206,6 +267,32 @@ def test_task_weighting_average_and_uncertainty():
     assert unc.weights()['rec'] < unc.weights()['sr'] < 1
     with pytest.raises(ValueError, match="'average' or 'uncertainty'"):
         TaskWeighting('sum', ['sr'])
+    with pytest.raises(ValueError, match='uncertainty form'):
+        TaskWeighting('uncertainty', ['sr'], form='half')
+
+
+def test_uncertainty_weighting_is_kendalls_eq10_by_default():
+    """Kendall et al. (CVPR 2018) eq. 10 with s = log sigma^2: 1/(2 sigma^2) L_sr + log sigma_sr for the SR
+    regression and 1/sigma^2 L_rec + log sigma_rec for recognition; written out here with sigma, not with s."""
+    unc = TaskWeighting('uncertainty', ['sr', 'rec'])
+    with torch.no_grad():
+        unc.log_vars.copy_(torch.tensor([0.4, -0.3]))
+    l_sr, l_rec = torch.tensor(2.0), torch.tensor(6.0)
+    sig_sr, sig_rec = math.exp(0.4) ** 0.5, math.exp(-0.3) ** 0.5
+    expected = 2.0 / (2 * sig_sr ** 2) + 6.0 / sig_rec ** 2 + math.log(sig_sr) + math.log(sig_rec)
+    assert float(unc({'sr': l_sr, 'rec': l_rec})) == pytest.approx(expected, rel=1e-6)
+    symmetric = TaskWeighting('uncertainty', ['sr', 'rec'], form='symmetric')
+    with torch.no_grad():
+        symmetric.log_vars.copy_(torch.tensor([0.4, -0.3]))
+    assert float(symmetric({'sr': l_sr, 'rec': l_rec})) == pytest.approx(
+        math.exp(-0.4) * 2 + 0.4 + math.exp(0.3) * 6 - 0.3, rel=1e-6)
+    # Minimising over s: the SR weight 0.5 exp(-s) -> 1 / (2 L_sr), the recognition weight exp(-s) -> 1 / (2 L_rec)
+    opt = torch.optim.Adam(unc.parameters(), lr=0.05)
+    for _ in range(800):
+        opt.zero_grad()
+        unc({'sr': l_sr, 'rec': l_rec}).backward()
+        opt.step()
+    assert unc.weights() == pytest.approx({'sr': 1 / (2 * 2.0), 'rec': 1 / (2 * 6.0)}, rel=1e-3)
 
 
 @pytest.mark.parametrize('mode', ['average', 'uncertainty'])
@@ -217,14 +304,15 @@ def test_task_weights_are_logged_on_the_losses_device(mode):
     log = task_weight_log(weighting, torch.device('meta'))
     assert list(log) == ['w_sr', 'w_rec'] and all(w.device.type == 'meta' and w.dim() == 0 for w in log.values())
     on_cpu = task_weight_log(TaskWeighting(mode, ['sr', 'rec']), torch.device('cpu'))
-    assert [float(w) for w in on_cpu.values()] == [0.5, 0.5] if mode == 'average' else [1.0, 1.0]
+    # s = 0: average 1/2 each; Kendall's form 1/2 on the SR regression term, 1 on recognition
+    assert [float(w) for w in on_cpu.values()] == ([0.5, 0.5] if mode == 'average' else [0.5, 1.0])
 
 
 def _weighting_rank(rank: int, init_file: str, queue) -> None:
     """One of two gloo ranks: losses that differ per rank, then the gradient of s averaged over the ranks."""
     import torch.distributed as dist
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
-    unc = TaskWeighting('uncertainty', ['sr', 'rec'])
+    unc = TaskWeighting('uncertainty', ['sr', 'rec'], form='symmetric')
     unc({'sr': torch.tensor(1.0 + rank), 'rec': torch.tensor(3.0 * rank)}).backward()  # d/ds = 1 - L
     unc.average_gradients_across_ranks()
     queue.put((rank, unc.log_vars.grad.tolist()))
@@ -314,3 +402,30 @@ def test_split_average_is_weighted_by_samples_as_the_seed_tables():
     assert summary['A']['acc'] == pytest.approx(0.5596, abs=3e-4)
     assert summary['A']['psnr'] == pytest.approx(21.1911, abs=3e-3)
     assert list(summary) == ['easy', 'medium', 'hard', 'A']
+
+
+@pytest.mark.parametrize('rule, saved', [('split_sum', [1]), ('weighted_mean', [1, 2])])
+def test_best_checkpoint_by_the_sum_of_splits_as_textzoom_or_by_the_weighted_mean(rule, saved):
+    """TextZoom keeps the model whose accuracies summed over easy/medium/hard are highest (each split counts the
+    same); the weighted mean counts samples. Iteration 2 is worse by the sum (0.7 < 1.4) and better by the
+    sample-weighted mean (61/110 > 59/110), so only the weighted rule saves it."""
+    import logging
+    from plugins.textsr.split_validation import SplitValidationMixin
+
+    class Model(SplitValidationMixin):
+        def __init__(self):
+            self.opt = {'val': {'metrics': {'acc': {'type': 'calculate_word_accuracy'}}, 'best_by': rule}}
+            self.saved = []
+
+        def save_networks(self, label):
+            self.saved.append((label, self.current))
+
+    model = Model()
+    for it, (easy, hard) in ((1, (0.5, 0.9)), (2, (0.6, 0.1))):
+        model.current = it
+        splits = {'easy': {'num': 100, 'acc': easy}, 'hard': {'num': 10, 'acc': hard}}
+        model._save_best(splits, split_summary(splits)['A'], it, logging.getLogger('test'))
+    assert model.saved == [('best_acc', it) for it in saved]
+    model.opt['val']['best_by'] = 'mean'
+    with pytest.raises(ValueError, match='best_by'):
+        model.best_by()

@@ -245,7 +245,12 @@ def test_training_options_run_and_train_what_their_stage_says(root, tmp_path, bu
     if stage == 'joint':
         assert {'w_sr', 'w_rec'} <= set(log)
         if uncertainty:
-            assert (model.weighting.log_vars.detach() != 0).all(), 'the uncertainty weights s are learned'
+            s_sr, s_rec = model.weighting.log_vars.detach().tolist()
+            assert s_sr != 0 and s_rec != 0, 'the uncertainty weights s are learned'
+            # Kendall's form (the default): 1/(2 sigma^2) on the SR regression term, 1/sigma^2 on recognition
+            half = 0.5 if run.opt['train'].get('uncertainty_form', 'kendall') == 'kendall' else 1.0
+            assert log['w_sr'] == pytest.approx(half * math.exp(-s_sr), rel=1e-3)
+            assert log['w_rec'] == pytest.approx(math.exp(-s_rec), rel=1e-3)
         else:
             assert log['w_sr'] == log['w_rec'] == 0.5
     if model.net_rec is not None and stage != 'sr':  # cuDNN's RNN backward refuses eval mode; BN stays frozen
@@ -284,14 +289,127 @@ def test_training_options_run_and_train_what_their_stage_says(root, tmp_path, bu
 @pytest.mark.parametrize('name', TEST_OPTIONS)
 def test_test_options_evaluate_every_split(root, tmp_path, capsys, name):
     """tools/test.py on the synthetic splits with the checkpoints the options name: PSNR, SSIM and, with a
-    recognizer, word accuracy, per split and averaged."""
+    recognizer, word accuracy, per split and averaged. A ``*_ppocr`` file is its row plus the PP-OCRv4 metric: run
+    as it is when the optional extra is installed; without it, refused before any work (issue 16.6)."""
     rel = f'{TEST_DIR}/{name}'
+    ppocr = has_option(options(rel), PPOCR)
+    if ppocr and importlib.util.find_spec('rapidocr_onnxruntime') is None:
+        run = run_options(rel, _workdir(tmp_path, root), train=False, capsys=capsys, check=False)
+        assert run.status == 2 and 'pip install -e ".[textsr-ocr]"' in run.errors, run.errors
+        assert not (tmp_path / 'results').exists()  # nothing was built or evaluated
+        return
     changes = _changes(rel, train=False)
+    if ppocr:
+        changes['delete'] = []
     cwd = _workdir(tmp_path, root, options(rel, **changes))
     run = run_options(rel, cwd, train=False, capsys=capsys, **changes)
     table = _split_table(run.folder)
     assert list(table['metrics']) == ['easy', 'medium', 'hard', 'A']
-    assert set(table['metrics']['A']) == {'psnr', 'ssim'} | ({'acc'} if run.opt.get('network_rec') else set())
+    assert set(table['metrics']['A']) == ({'psnr', 'ssim'} | ({'acc'} if run.opt.get('network_rec') else set())
+                                          | ({'acc_ppocr'} if ppocr else set()))
+
+
+def test_every_text_sr_options_file_follows_textzoom_s_protocol():
+    """PSNR/SSIM by TextZoom's metrics (batches of 1024) in every options file, the bicubic baseline as TextZoom's,
+    the recognizer fed as TextZoom feeds CRNN, and the best-checkpoint rule named in every training file."""
+    for folder, names in ((TRAIN_DIR, TRAIN_OPTIONS), (TEST_DIR, TEST_OPTIONS)):
+        for name in names:
+            opt = options(f'{folder}/{name}')
+            kinds = {m['type'] for m in opt['val']['metrics'].values()}
+            assert not kinds & {'calculate_psnr', 'calculate_ssim'}, name
+            for key, metric in opt['val']['metrics'].items():
+                if metric['type'].startswith('calculate_textzoom_'):
+                    assert metric['batch_size'] == 1024 and metric['crop_border'] == 0, (name, key)
+            if opt.get('train', {}).get('stage', 'rec') != 'rec' or folder == TEST_DIR:
+                assert {'calculate_textzoom_psnr', 'calculate_textzoom_ssim'} <= kinds, name
+            if folder == TRAIN_DIR:
+                assert opt['val']['best_by'] == 'split_sum', name
+            if opt['network_g']['type'] == 'TextBicubic':
+                assert opt['network_g']['align_corners'] is True and opt['network_g']['clamp'] is False, name
+            if 'network_rec' in opt:
+                assert opt['network_rec'].get('input_norm', 'textzoom') == 'textzoom', name
+
+
+def test_a_metric_that_needs_an_optional_extra_is_refused_only_without_it(root, tmp_path, monkeypatch):
+    """The options check reads a metric's ``requires_extra`` (modules, install line): with the PP-OCR modules
+    reported missing, a *_ppocr options file is refused with the pip line; reported present, the same file passes
+    (whether or not the extra is installed on this machine)."""
+    from plugins.engine.basicsr import options_check
+    from plugins.engine.errors import OptionsError
+    from plugins.textsr.rapidocr_metric import calculate_word_accuracy_rapidocr
+    from plugins.textsr.word_accuracy_metric import calculate_word_accuracy
+    real = importlib.util.find_spec
+    rel = f'{TEST_DIR}/demo_synth_ppocr.yml'
+    cwd = _workdir(tmp_path, root, options(rel))
+    monkeypatch.chdir(cwd)
+    for present in (False, True):
+        monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *args: (
+            (object() if present else None) if name.startswith(('rapidocr', 'onnxruntime')) else real(name, *args)))
+        if present:
+            assert options_check.missing_extra(calculate_word_accuracy_rapidocr) == ''
+            assert options_check.check_basicsr_options(osp.join(REPO, rel), is_train=False)
+        else:
+            assert 'pip install -e ".[textsr-ocr]"' in options_check.missing_extra(calculate_word_accuracy_rapidocr)
+            with pytest.raises(OptionsError, match=r'val:metrics:acc_ppocr:type .* needs an optional extra .*'
+                                                   r'pip install -e "\.\[textsr-ocr\]"'):
+                options_check.check_basicsr_options(osp.join(REPO, rel), is_train=False)
+        assert options_check.missing_extra(calculate_word_accuracy) == ''  # declares no extra
+
+
+def test_bicubic_evaluation_reports_textzoom_psnr_and_ssim_with_a_progress_bar_per_split(root, tmp_path, capsys):
+    """The bicubic row end to end (LMDB reader, TextBicubic as TextZoom's, the validation loop's float batches)
+    against the same figures computed here from the LMDB: per split, the PSNR of the pooled float MSE of the RGB
+    channels and the mean zero-padded SSIM (tests/textsr/test_textzoom_metric.py), TextZoom's bicubic being
+    align_corners=True without a clamp. BasicSR's valid-region SSIM gives other numbers on the same images (the PSNR
+    gap needs images of different quality: tests/textsr/test_textzoom_metric.py)."""
+    import numpy as np
+    from basicsr.metrics import calculate_ssim
+    from basicsr.utils import tensor2img
+    from tests.textsr.test_textzoom_metric import independent_ssim_map
+    rel = f'{TEST_DIR}/bicubic_synth.yml'
+    run = run_options(rel, _workdir(tmp_path, root), train=False, capsys=capsys, **_changes(rel, train=False))
+    table = _split_table(run.folder)['metrics']
+    for split in ('easy', 'medium', 'hard'):  # val:pbar, on by default, as BasicSR's SRModel draws it
+        assert re.search(rf'Test {split}: +100%\|.*\| \d+/\d+ \[', run.errors), run.errors[-2000:]
+    for split in ('easy', 'medium', 'hard'):
+        data = TextZoomLMDBDataset({'name': split, 'dataroot': str(root / 'datasets/textzoom_synth/test' / split)})
+        srs, hrs = [], []
+        for i in range(len(data)):
+            item = data[i]
+            sr = torch.nn.functional.interpolate(item['lq'][None], scale_factor=2, mode='bicubic', align_corners=True)
+            srs.append(sr[0, :3].double().numpy() * 255)
+            hrs.append(item['gt'][:3].double().numpy() * 255)
+        sr, hr = np.stack(srs), np.stack(hrs)
+        psnr = 10 * np.log10(255 ** 2 / np.mean((sr - hr) ** 2))
+        ssim = np.mean([independent_ssim_map(a[c], b[c]) for a, b in zip(sr, hr) for c in range(3)])
+        assert table[split]['psnr'] == pytest.approx(psnr, abs=1e-4), split
+        assert table[split]['ssim'] == pytest.approx(ssim, abs=1e-5), split
+        old_ssim = np.mean([calculate_ssim(tensor2img(torch.from_numpy(a / 255)), tensor2img(torch.from_numpy(b / 255)), 0)
+                            for a, b in zip(sr, hr)])
+        assert ssim - old_ssim > 0.01, (split, old_ssim, ssim)  # the zero-padded border windows (easy: 0.911 vs 0.880)
+
+
+def test_cpu_demo_script_makes_the_data_its_table_needs(tmp_path):
+    """docs/textsr/cpu_demo.sh checks the data it trains on by size, not by existence (issue 16.8): data of another
+    size (here 4 + 2 x 3 pairs, standing for make_text_data.py's 512-pair default) is made again at the size asked
+    (the docs' 3,000 / 50, here 5 / 2 through the script's NUM_TRAIN / NUM_TEST), and data of the right size is kept."""
+    import subprocess
+    import sys
+    synth = tmp_path / 'datasets' / 'textzoom_synth'
+    make_textzoom_like(str(synth), num_train=4, num_test=2, seed=0)
+    env = dict(os.environ, PY=sys.executable, NUM_TRAIN='5', NUM_TEST='2', OMP_NUM_THREADS='1')
+    script = osp.join(REPO, 'docs', 'textsr', 'cpu_demo.sh')
+    first = subprocess.run(['bash', script, '--data-only'], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "'train': 4" in first.stdout and 'making it again' in first.stdout
+    manifest = json.loads((synth / 'manifest.json').read_text())
+    assert manifest['splits']['train']['num'] == 5 and manifest['splits']['test/hard']['num'] == 2
+    stamp = osp.getmtime(synth / 'train' / 'data.mdb')
+    second = subprocess.run(['bash', script, '--data-only'], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0 and 'as needed' in second.stdout, second.stdout + second.stderr[-2000:]
+    assert osp.getmtime(synth / 'train' / 'data.mdb') == stamp and not (tmp_path / 'results').exists()
 
 
 def test_results_table_tool_tabulates_test_runs(root, tmp_path, capsys):
