@@ -119,10 +119,10 @@ class CMDSRConditionNet(nn.Module):
 class ResBlock(nn.Module):
     """conv3x3 -> ReLU -> conv3x3, both modulated, plus the identity skip (``res * res_scale + x``)."""
 
-    def __init__(self, num_feat: int, res_scale: float):
+    def __init__(self, num_feat: int, res_scale: float, official_bias: bool = False):
         super().__init__()
-        self.conv1 = ModulatedConv2d(num_feat, num_feat, 3, padding=1, equalized=True)
-        self.conv2 = ModulatedConv2d(num_feat, num_feat, 3, padding=1, equalized=True)
+        self.conv1 = ModulatedConv2d(num_feat, num_feat, 3, padding=1, equalized=True, official_bias=official_bias)
+        self.conv2 = ModulatedConv2d(num_feat, num_feat, 3, padding=1, equalized=True, official_bias=official_bias)
         self.act = nn.ReLU(inplace=True)
         self.res_scale = res_scale
 
@@ -158,6 +158,10 @@ class CMDSRBaseNet(nn.Module):
         cond_dim (int): Length of the condition vector. Default: 128.
         img_range (float): Input [0, 1] is multiplied by this, the output divided by it. Default: 255.
         res_init_scale (float): Multiplier of the residual convolutions' initial weights. Default: 1 (official).
+        official_bias (bool): The official code's bias bug in the modulated convolutions (image ``b`` of a batch
+            of B, channel ``o`` gets ``bias[(b * F + o) // B]``; ``modulated_conv.official_bias_map``), so that
+            converted official weights (``tools/convert_checkpoint.py --from cmdsr``) give the official outputs
+            for any batch. Default: False (our fix, ``bias[o]``; the same for B = 1).
 
     Shapes:
         x ``(B, num_in_ch, h, w)`` in [0, 1]; condition ``(T, cond_dim, 1, 1)`` or None, with B a multiple of T
@@ -168,12 +172,12 @@ class CMDSRBaseNet(nn.Module):
 
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_block: int = 10,
                  upscale: int = 4, res_scale: float = 1., modulated: bool = True, cond_dim: int = 128,
-                 img_range: float = 255., res_init_scale: float = 1.):
+                 img_range: float = 255., res_init_scale: float = 1., official_bias: bool = False):
         super().__init__()
         stages = upsample_stages(upscale, type(self).__name__)
         self.upscale, self.img_range, self.res_scale = int(upscale), float(img_range), float(res_scale)
         self.input_conv = ModulatedConv2d(num_in_ch, num_feat, 3, padding=1, equalized=True)
-        self.backbone = nn.ModuleList(ResBlock(num_feat, res_scale) for _ in range(int(num_block)))
+        self.backbone = nn.ModuleList(ResBlock(num_feat, res_scale, official_bias) for _ in range(int(num_block)))
         layers = []
         for s in stages:
             layers += [ModulatedConv2d(num_feat, num_feat * s * s, 3, padding=1, equalized=True), nn.PixelShuffle(s)]
@@ -218,7 +222,8 @@ class CMDSR(nn.Module):
         num_in_ch (int): Image channels (LR, support and output). Default: 3.
         cond_dim (int): Condition vector length. Default: 128.
         img_range (float): Internal pixel range of both nets (255: official; 1: Real-ESRGAN's). Default: 255.
-        **sr_opt: The BaseNet's own arguments (upscale, num_feat, num_block, res_scale, num_grow_ch, ...).
+        **sr_opt: The BaseNet's own arguments (upscale, num_feat, num_block, res_scale, num_grow_ch, ...;
+            ``official_bias: true`` for converted official weights, see ``CMDSRBaseNet``).
 
     Shapes:
         x ``(B, C, h, w)`` in [0, 1], grouped by task; support ``(T, S, C, hs, ws)`` in [0, 1] with B a multiple

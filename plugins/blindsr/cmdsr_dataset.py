@@ -8,7 +8,8 @@
   support size).
 * ``FixedDegradationDataset`` (validation / test): whole images degraded with one FIXED degradation (one
   evaluation task, e.g. blur sigma 2.6 + noise 15 as the paper's Set5 setting, reproducible noise), plus a support
-  set cut from the LR image itself. One dataset per task, so BasicSR logs PSNR per degradation task.
+  set cut from the LR image itself. One dataset per task, so BasicSR logs PSNR per degradation task. ``protocol:
+  official`` makes the LR and the support set as the official test script does (``official_protocol.py``).
 
 Both reuse the file listing, LMDB reading and cropping of ``plugins.classic.data.BicubicDegradationDataset``.
 """
@@ -23,6 +24,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from ..common.bicubic_dataset import BicubicDegradationDataset
 from .degradations import PaperDegradation, apply_paper_degradation, build_degradation
+from .official_protocol import PROTOCOLS, official_test_lr, random_support_patches
 from .support import self_support_patches
 
 DEGRADE_ON = ('device', 'worker')
@@ -98,6 +100,9 @@ class TaskDegradationDataset(BicubicDegradationDataset):
             crops.append(self._random_patch(img, index))
         gt = torch.stack(img2tensor(crops, bgr2rgb=True, float32=True))
         params = self.degradation.sample()
+        if self.degrade_on == 'worker' and hasattr(self.degradation, 'prepare_gt'):
+            with torch.no_grad():
+                gt = self.degradation.prepare_gt(gt)  # Real-ESRNet's gt_usm (on the device otherwise)
         path = self.paths[index]
         item = {'gt': gt, 'lq_path': path, 'gt_path': path, 'task': self.degradation.describe(params)}
         if self.degrade_on == 'device':
@@ -123,6 +128,16 @@ class FixedDegradationDataset(BicubicDegradationDataset):
         support_patch (int): Their side in LR pixels. Default: 48 (the training LR patch of the paper).
         gt_crop (int | None): Keep only a centred HR crop of this size (a multiple of scale), for quick
             validation. Default: the whole image.
+        protocol (str): How the LR and the support set are made.
+            'ours' (default): blur with reflected borders (BasicSR's ``filter2D``), bicubic x1/s with
+            ``F.interpolate`` (OpenCV's kernel, no antialiasing, as the official *training* data), seeded noise,
+            JPEG, 8-bit rounding; support patches cut on a regular grid over the LR (deterministic, and the
+            same cut ``tools/infer.py --self-support`` makes).
+            'official': the official test script's (``official_protocol.py``): MATLAB ``fspecial`` kernel,
+            wrap-mode convolution truncated to uint8, MATLAB's antialiased bicubic (``imresize_np`` =
+            BasicSR's ``imresize``), noise truncated to uint8 (numpy generator seeded ``seed + i``), and
+            ``support_size`` random crops of ``support_patch`` pixels (Python ``random`` seeded ``seed + i``).
+            Isotropic blur and noise only (``blur_sigma_y``, ``blur_theta``, ``jpeg`` are refused).
 
     Returns per item:
         ``lq`` (3, h, w), ``gt`` (3, h * scale, w * scale), ``support`` (S, 3, p, p), RGB in [0, 1];
@@ -148,6 +163,13 @@ class FixedDegradationDataset(BicubicDegradationDataset):
         if self.gt_crop is not None and (not isinstance(self.gt_crop, int) or self.gt_crop % self.scale):
             raise ValueError(f'{name}: gt_crop must be a multiple of scale {self.scale}, got {self.gt_crop!r}')
         self.task = PaperDegradation.describe(self.params)
+        self.protocol = opt.get('protocol', 'ours')
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f'{name}: protocol must be one of {PROTOCOLS}, got {self.protocol!r}')
+        if self.protocol == 'official':
+            extra = [k for k in ('blur_sigma_y', 'blur_theta', 'jpeg') if opt.get(k) not in (None, 0)]
+            if extra:
+                raise ValueError(f'{name}: protocol official has isotropic blur and noise only; remove {extra}')
 
     def __getitem__(self, index):
         img = self._crop(self._read_gt(index), index)
@@ -156,6 +178,8 @@ class FixedDegradationDataset(BicubicDegradationDataset):
             c = min(self.gt_crop, h - h % self.scale, w - w % self.scale)
             top, left = (h - c) // 2, (w - c) // 2
             img = img[top:top + c, left:left + c]
+        if self.protocol == 'official':
+            return self._official_item(img, index)
         gt = img2tensor(np.ascontiguousarray(img), bgr2rgb=True, float32=True)[None]
         generator = torch.Generator().manual_seed(self.seed + index)
         with torch.no_grad():
@@ -163,3 +187,15 @@ class FixedDegradationDataset(BicubicDegradationDataset):
         support = self_support_patches(lq, self.support_size, self.support_patch)
         path = self.paths[index]
         return {'lq': lq, 'gt': gt[0], 'support': support, 'lq_path': path, 'gt_path': path, 'task': self.task}
+
+    def _official_item(self, img: np.ndarray, index: int) -> dict:
+        """``protocol: official``: the LR from the uint8 HR as the official test script makes it, and random
+        support crops (see ``official_protocol.py``)."""
+        hr = np.round(img * 255.).astype(np.uint8)  # the 8-bit file BasicSR read as float32 / 255
+        lr = official_test_lr(hr, self.scale, self.params['sigma_x'], self.kernel_size, self.params['noise'],
+                              np.random.default_rng(self.seed + index))
+        gt, lq = img2tensor([hr.astype(np.float32) / 255., lr.astype(np.float32) / 255.], bgr2rgb=True,
+                            float32=True)
+        path = self.paths[index]
+        support = random_support_patches(lq, self.support_size, self.support_patch, self.seed + index, path)
+        return {'lq': lq, 'gt': gt, 'support': support, 'lq_path': path, 'gt_path': path, 'task': self.task}

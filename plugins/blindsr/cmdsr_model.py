@@ -10,7 +10,11 @@ One training iteration on a batch of T tasks x P patches (``TaskDegradationDatas
 
 The BaseNet and the ConditionNet have separate optimizers (``optim_g``, ``optim_c``) and schedules
 (``scheduler``, ``scheduler_c``, both stepped every iteration as BasicSR does; the official code steps its
-schedulers once per optimizer step, i.e. twice per iteration for the BaseNet and every 10th for the ConditionNet).
+schedulers once per optimizer step, i.e. twice per iteration for the BaseNet and every 5th for the ConditionNet).
+
+Units: one iteration here (``total_iter``, milestones, ``condition_every``) is one official training loop. The
+official ``Train_CMDSR.py`` counts BaseNet steps instead (two per loop): its ``niter`` 1e6, milestones [500k, 900k]
+and ``opt_condition_net_step`` 10 are 500k iterations, [250k, 450k] and 5 here (``cmdsr_x4_paper.yml``).
 BasicSR's EMA (``ema_decay``) covers the whole network. A plain ``CMDSRBaseNet`` (``modulated: false``) trains
 with the same data and BaseNet steps and no ConditionNet: the unconditioned baseline.
 
@@ -36,7 +40,7 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..engine.basicsr.optimizers import AnyTorchOptimizerMixin
-from .degradations import degrade_tasks
+from .degradations import degrade_tasks, prepare_gt_tasks
 
 SCHEDULERS = {'MultiStepLR': lr_scheduler.MultiStepRestartLR, 'MultiStepRestartLR': lr_scheduler.MultiStepRestartLR,
               'CosineAnnealingRestartLR': lr_scheduler.CosineAnnealingRestartLR}
@@ -67,7 +71,8 @@ class CMDSRModel(AnyTorchOptimizerMixin, SRModel):
         optim_c (dict): ConditionNet optimizer. Default: a copy of ``optim_g``.
         scheduler_c (dict): its schedule. Default: a copy of ``scheduler``.
         contrastive_opt (dict): the ``TaskContrastiveLoss`` options (``per_channel`` for the official behaviour).
-        condition_every (int): ConditionNet step every k iterations. Default: 10 (official).
+        condition_every (int): ConditionNet step every k iterations. Default: 5 (official: its
+            ``opt_condition_net_step`` 10 counts BaseNet steps, two per iteration).
         condition_l1_weight (float): lambda of the L1 term in the ConditionNet step. Default: 0.1 (official).
     """
 
@@ -79,7 +84,7 @@ class CMDSRModel(AnyTorchOptimizerMixin, SRModel):
     def init_training_settings(self):
         train_opt = self.opt['train']
         check_task_options(self.opt, self.get_bare_model(self.net_g))
-        self.condition_every = int(train_opt.get('condition_every', 10))
+        self.condition_every = int(train_opt.get('condition_every', 5))
         if self.condition_every < 1:
             raise ValueError(f'train:condition_every must be >= 1, got {self.condition_every}')
         self.condition_l1_weight = float(train_opt.get('condition_l1_weight', 0.1))
@@ -115,6 +120,7 @@ class CMDSRModel(AnyTorchOptimizerMixin, SRModel):
         the CPU: the per-task numbers are read there, so nothing waits for the device), on the model's device."""
         gt = data['gt'].to(self.device)
         with torch.autocast(device_type=gt.device.type, enabled=False):
+            gt = prepare_gt_tasks(gt, data['degradation'])  # Real-ESRNet's gt_usm: target and LR source sharpened
             lq = degrade_tasks(gt, data['degradation'], self.opt['scale'])
         return dict(data, lq=lq, gt=gt)
 

@@ -15,7 +15,10 @@ options of ``train_realesrnet_x4plus.yml``): blur (iso/aniso/generalised/plateau
 ``basicsr.data.degradations``), random resize, Gaussian/Poisson noise, JPEG, then the same again, and the final
 sinc filter with JPEG in either order. BasicSR draws kernels per sample and noise levels / JPEG qualities per
 sample and shuffles samples through a pool; here every draw is made once per task and there is no pool, or the
-contrastive signal would be meaningless (shared/docs/references.md, A.2).
+contrastive signal would be meaningless (shared/docs/references.md, A.2). ``gt_usm: true`` does as Real-ESRNet
+(``RealESRNetModel`` with ``gt_usm: True``, Real-ESRGAN's ``train_realesrnet_x4plus.yml``): the HR patches are
+sharpened first with BasicSR's ``USMSharp`` (radius 50, weight 0.5, threshold 10), the LR is made from the
+sharpened HR and the sharpened HR is the training target. Default false (ours): LR and target from the HR as read.
 
 Two ways to run the same degradations (``datasets:train:degrade_on`` of ``TaskDegradationDataset``):
 
@@ -56,7 +59,7 @@ REALESRGAN_DEFAULTS = dict(
     gaussian_noise_prob=0.5, noise_range=[1, 30], poisson_scale_range=[0.05, 3], gray_noise_prob=0.4,
     jpeg_range=[30, 95], second_blur_prob=0.8, resize_prob2=[0.3, 0.4, 0.3], resize_range2=[0.3, 1.2],
     gaussian_noise_prob2=0.5, noise_range2=[1, 25], poisson_scale_range2=[0.05, 2.5], gray_noise_prob2=0.4,
-    jpeg_range2=[30, 95])
+    jpeg_range2=[30, 95], gt_usm=False)
 RESIZE_MODES = ['area', 'bilinear', 'bicubic']
 
 
@@ -79,6 +82,18 @@ def _jpeg(img: torch.Tensor, quality: float) -> torch.Tensor:
         from basicsr.utils.diffjpeg import DiffJPEG
         _JPEGERS[img.device] = DiffJPEG(differentiable=False).to(img.device)
     return _JPEGERS[img.device](img.clamp(0, 1), quality=img.new_full((img.shape[0], ), float(quality)))
+
+
+_SHARPENERS: Dict[torch.device, torch.nn.Module] = {}  # one USMSharp per device (it holds a constant kernel)
+
+
+def usm_sharpen(img: torch.Tensor) -> torch.Tensor:
+    """BasicSR's ``USMSharp()`` (unsharp masking, radius 50: a 51 x 51 Gaussian; weight 0.5, threshold 10) of
+    ``(N, 3, H, W)`` in [0, 1] (H, W > 25) on the images' device, as Real-ESRNet sharpens its GT."""
+    if img.device not in _SHARPENERS:
+        from basicsr.utils.img_process_util import USMSharp
+        _SHARPENERS[img.device] = USMSharp().to(img.device)
+    return _SHARPENERS[img.device](img.contiguous())
 
 
 def gaussian_noise(img: torch.Tensor, sigma: float, gray: bool = False, generator: torch.Generator = None):
@@ -300,6 +315,16 @@ class RealESRGANDegradation:
 
     def __init__(self, opt: Optional[Dict] = None, where: str = 'degradation'):
         self.opt = _merged(REALESRGAN_DEFAULTS, opt or {}, where)
+        self.where = where
+
+    def prepare_gt(self, hr: torch.Tensor) -> torch.Tensor:
+        """The target and the image the LR is made from: ``hr`` ``(P, 3, H, W)``, sharpened with ``gt_usm``."""
+        if not self.opt['gt_usm']:
+            return hr
+        if min(hr.shape[-2:]) <= 25:
+            raise ValueError(f'{self.where}: gt_usm needs HR patches larger than 25 pixels (USMSharp pads 25), '
+                             f'got {tuple(hr.shape[-2:])}')
+        return usm_sharpen(hr)
 
     def _kernel(self, suffix: str) -> np.ndarray:
         o = self.opt
@@ -356,7 +381,7 @@ class RealESRGANDegradation:
         (the final sinc ``on`` or not), the resize, noise and JPEG draws as they are."""
         enc = {k: v for k, v in params.items() if k not in ('kernel1', 'kernel2', 'sinc')}
         enc.update({name: encode_kernel(params[name], 21) for name in ('kernel1', 'kernel2', 'sinc')})
-        return dict(enc, type='realesrgan')
+        return dict(enc, type='realesrgan', gt_usm=bool(self.opt['gt_usm']))
 
     @classmethod
     def apply_batch(cls, hr: torch.Tensor, batch: Dict, scale: int, generator: torch.Generator = None) -> torch.Tensor:
@@ -419,6 +444,18 @@ def build_degradation(opt: Optional[Dict], where: str = 'degradation'):
     if kind not in KINDS:
         raise ValueError(f'{where}: type must be one of {sorted(KINDS)}, got {kind!r}')
     return KINDS[kind](opt, where)
+
+
+def prepare_gt_tasks(hr: torch.Tensor, batch: Dict) -> torch.Tensor:
+    """``prepare_gt`` for a batch of tasks ``(T, P, 3, H, W)`` on its device: sharpened (``usm_sharpen``) when the
+    collated ``encode`` outputs say ``gt_usm`` (Real-ESRNet's), else ``hr`` itself."""
+    flags = batch.get('gt_usm')
+    if flags is None or not bool(torch.as_tensor(flags).any()):
+        return hr
+    if not bool(torch.as_tensor(flags).all()):
+        raise ValueError('a batch of degradation tasks must agree on gt_usm')
+    t, p = hr.shape[:2]
+    return usm_sharpen(hr.reshape(t * p, *hr.shape[2:])).reshape(hr.shape)
 
 
 def degrade_tasks(hr: torch.Tensor, batch: Dict, scale: int, generator: torch.Generator = None) -> torch.Tensor:

@@ -108,15 +108,21 @@ class ModulatedConv2d(nn.Conv2d):
         equalized (bool): StyleGAN2/CMDSR equalised learning rate: ``weight`` ~ N(0, 1), bias 0, and the
             weight is multiplied by ``1 / sqrt(in * k * k)`` at run time (the official ``BaseConv2d``).
             False: a plain ``nn.Conv2d`` parameterisation (used by the RRDB BaseNet, for Real-ESRGAN weights).
+        official_bias (bool): Reproduce the official bias bug of the modulated path (``official_bias_map``):
+            with B images the official code adds ``repeat_interleave(bias, B)`` to its grouped convolution's
+            ``B * out`` channels, so image ``b`` channel ``o`` gets ``bias[(b * out + o) // B]``, not ``bias[o]``.
+            Equal to ours for B = 1 (one test image) or equal biases; differs once a trained bias meets a batch.
+            Default: False (our fix: ``bias[o]`` for every image). Only for converted official weights.
 
     Shapes:
         x ``(B, in, H, W)``; modulation ``(B, in)`` or None (plain convolution); output ``(B, out, H', W')``.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 bias: bool = True, equalized: bool = False):
+                 bias: bool = True, equalized: bool = False, official_bias: bool = False):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.equalized = bool(equalized)
+        self.official_bias = bool(official_bias)
         self.weight_scale = 1.0
         if self.equalized:
             self.weight_scale = 1 / math.sqrt(in_channels * self.kernel_size[0] * self.kernel_size[1])
@@ -135,10 +141,25 @@ class ModulatedConv2d(nn.Conv2d):
         if tuple(modulation.shape) != (b, c):
             raise ValueError(f'{type(self).__name__}: modulation must be (batch {b}, in_channels {c}), '
                              f'got {tuple(modulation.shape)}')
+        if self.official_bias and self.bias is not None:
+            out = InputScaledConv2d.apply(x, modulation, weight, None, self.stride, self.padding, self.dilation)
+            return out + official_bias_map(self.bias, b)[:, :, None, None].to(out.dtype)
         return InputScaledConv2d.apply(x, modulation, weight, self.bias, self.stride, self.padding, self.dilation)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f', equalized={self.equalized}'
+        return super().extra_repr() + f', equalized={self.equalized}' + (
+            ', official_bias=True' if self.official_bias else '')
+
+
+def official_bias_map(bias: torch.Tensor, batch: int) -> torch.Tensor:
+    """The bias the official ``BaseConv2d`` adds in its modulated path, per image: ``(batch, out)``.
+
+    It runs one grouped convolution whose ``batch * out`` output channels are image-major (channel ``b * out + o``
+    is image ``b``'s channel ``o``) and gives it ``torch.repeat_interleave(bias, batch)``, which is channel-major
+    (entry ``j`` is ``bias[j // batch]``). So image ``b`` channel ``o`` gets ``bias[(b * out + o) // batch]``:
+    the right bias only for ``batch == 1``. Shapes: bias ``(out,)`` -> ``(batch, out)``.
+    """
+    return torch.repeat_interleave(bias, batch).reshape(batch, bias.shape[0])
 
 
 class Modulations(nn.Module):

@@ -24,8 +24,9 @@ def grid_positions(length: int, patch: int, count: int) -> List[int]:
 def self_support_patches(lr: torch.Tensor, count: int, patch: int) -> torch.Tensor:
     """Cut ``count`` ``patch`` x ``patch`` support patches from an LR image, on a regular grid over the image.
 
-    The official test script does the same with one patch at the centre repeated ``support_size`` times (its
-    test-time position is fixed); a grid covers more of the image's content with the same degradation.
+    The official test script cuts ``support_size`` patches of the test LR too, at random positions (its test
+    options leave ``is_train`` True; ``FixedDegradationDataset(protocol: official)`` reproduces that); the grid
+    is deterministic and covers the image evenly, our default for validation and inference.
 
     Args:
         lr: ``(C, h, w)`` LR image.

@@ -134,3 +134,34 @@ def test_bad_batches_are_refused():
     batch['type'] = ['paper', 'bsrgan']
     with pytest.raises(ValueError, match='must be of one known type'):
         degrade_tasks(torch.rand(1, 2, 3, 16, 16), batch, 4)
+
+
+def test_realesrnet_gt_usm_sharpens_target_and_lr_source_alike_on_both_paths(demo_data):
+    """``gt_usm: true`` (Real-ESRNet's): the worker path sharpens the crops with BasicSR's ``USMSharp`` before
+    degrading them and returns the sharpened target; ``CMDSRModel.degrade`` does the same on the device."""
+    from types import SimpleNamespace
+
+    from basicsr.utils.img_process_util import USMSharp
+    from plugins.blindsr.cmdsr_model import CMDSRModel
+    opt = {'name': 'tasks', 'dataroot_gt': f'{demo_data}/train/HR', 'io_backend': {'type': 'disk'}, 'scale': 4,
+           'gt_size': 32, 'patches_per_task': 2, 'cache_images': True,
+           'degradation': {'type': 'realesrgan', 'gt_usm': True}}
+    batches = {}
+    for mode, usm in (('device', True), ('worker', True), ('device', False)):
+        ds = TaskDegradationDataset(dict(opt, degrade_on=mode, degradation=dict(opt['degradation'], gt_usm=usm)))
+        random.seed(3)
+        np.random.seed(3)
+        torch.manual_seed(3)
+        batch = default_collate([ds[i] for i in (0, 1)])
+        if mode == 'device':
+            raw = batch['gt']
+            batch = CMDSRModel.degrade(SimpleNamespace(device=torch.device('cpu'), opt={'scale': 4}), batch)
+            batch['raw'] = raw
+        batches[(mode, usm)] = batch
+    device, worker, plain = batches[('device', True)], batches[('worker', True)], batches[('device', False)]
+    sharpened = USMSharp()(device['raw'].reshape(-1, 3, 32, 32)).reshape(device['raw'].shape)
+    assert torch.allclose(device['gt'], sharpened, atol=1e-6) and torch.allclose(worker['gt'], sharpened, atol=1e-6)
+    assert (sharpened - device['raw']).abs().max() > 0.02  # the demo crops have edges to sharpen
+    _assert_same_lr(device['lq'], worker['lq'])
+    assert torch.equal(plain['gt'], device['raw'])  # default: target as read
+    assert (plain['lq'] - device['lq']).abs().max() > ONE_LEVEL  # and the LR made from it, not the sharpened one
