@@ -178,6 +178,15 @@ class _GenYMixin(_LowLightNet):
         y = branch.post2(branch.decoder2(spp(x32), x16, x8, x4))
         return F.interpolate(y, x.shape[-2:], mode='bilinear', align_corners=False)
 
+    y_path_modules: Sequence[str] = ()  # the modules the Y map depends on (subclasses)
+    output_path_modules: Sequence[str] = ()  # the modules the output depends on, given the (detached) Y map
+
+    def path_parameters(self):
+        """``{'y': [...], 'output': [...]}``: the parameters of the Y path and of the enhancement path (the lab's
+        ``optimizer_y`` and ``optimizer_net`` groups); a shared encoder + SPP is in both."""
+        return {path: [p for name in names for p in getattr(self, name).parameters()]
+                for path, names in (('y', self.y_path_modules), ('output', self.output_path_modules))}
+
     def forward(self, x: torch.Tensor, return_aux: bool = False):
         """x (N, 4, H, W) = RGB + brightness plane -> out (N, 3, H, W), or (Y (N, 1, H, W), out)."""
         h, w = x.shape[-2:]
@@ -195,6 +204,8 @@ class Gen_Y_Backbone7x7(_GenYMixin):  # noqa: N801  (the lab's name)
 
     Args: as Backbone7x7, plus ``scale_factor`` (float): resolution of the Y pass. Default: 0.25.
     """
+
+    y_path_modules, output_path_modules = ('genY', ), ('genO', )
 
     def __init__(self, in_ch: int = 4, out_ch: int = 3, features: Sequence[int] = (16, 32, 64, 64),
                  spp_dim: int = 64, norm: bool = True, scale_factor: float = 0.25, divisor: int = 16,
@@ -220,6 +231,10 @@ class Gen_Y_Backbone7x7_Share(_GenYMixin, _EnhanceCore):  # noqa: N801  (the lab
 
     Args: as Gen_Y_Backbone7x7.
     """
+
+    # the lab's optimizer_y and optimizer_net groups (Gen_Y_Share_train_tensorboard.py): encoder + SPP in both
+    y_path_modules = ('encoder', 'spp', 'decoder2', 'post2')
+    output_path_modules = ('encoder', 'spp', 'decoder', 'post', 'filter', 'guided_map')
 
     def __init__(self, in_ch: int = 4, out_ch: int = 3, features: Sequence[int] = (16, 32, 64, 64),
                  spp_dim: int = 64, norm: bool = True, scale_factor: float = 0.25, divisor: int = 16,

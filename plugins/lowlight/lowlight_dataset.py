@@ -5,9 +5,12 @@
     LMDB: <dataroot>/<split>/low.lmdb, high.lmdb (tools/data/make_lmdb.py on each folder; keys = file stems)
 
 Reading, random crops (``gt_size``, 384 in the seed), flips and rot90 (``use_hflip`` / ``use_rot``) are BasicSR's
-``PairedImageDataset`` at scale 1; this class only maps the LOL layout onto it and checks it.
+``PairedImageDataset`` at scale 1; this class maps the LOL layout onto it, checks it, and for evaluation can pad
+each pair as the lab's evaluation loader did (``pad_to_multiple``).
 """
 import os.path as osp
+
+import torch.nn.functional as F
 
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.registry import DATASET_REGISTRY
@@ -22,6 +25,10 @@ class LowLightPairedDataset(PairedImageDataset):
         split (str): 'our485' or 'eval15' (any sub-folder holding ``low`` and ``high``).
         io_backend (dict): ``{type: disk}`` or ``{type: lmdb}``.
         gt_size (int): training crop (train phase). use_hflip, use_rot (bool): augmentation (train phase).
+        pad_to_multiple (int): validation/test only: reflect-pad ``lq`` and ``gt`` at the bottom and right to a
+            multiple of this, as the lab's evaluation loader (``net/tools.py::pad_pil``, ``--divisor 16``): the
+            network then predicts the padded strip and the metrics see the padded pair (the lab's protocol,
+            plugins/lowlight/lab_metric.py). Default: 0 (no padding; the networks pad inside and crop back).
     """
 
     def __init__(self, opt):
@@ -47,6 +54,24 @@ class LowLightPairedDataset(PairedImageDataset):
         opt.setdefault('use_hflip', False)
         opt.setdefault('use_rot', False)
         opt['io_backend'] = dict(opt.get('io_backend') or {'type': 'disk'})
+        pad = opt.get('pad_to_multiple') or 0
+        if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+            raise ValueError(f'{name}: pad_to_multiple must be a non-negative integer (16 for the lab\'s evaluation), '
+                             f'got {pad!r}')
+        if pad and opt.get('phase') == 'train':
+            raise ValueError(f'{name}: pad_to_multiple is for validation/test sets (the lab padded its evaluation '
+                             'images); training uses gt_size crops')
+        self.pad_to_multiple = pad
         super().__init__(opt)
         if not self.paths:
             raise FileNotFoundError(f'{name}: no image pairs in {opt["dataroot_lq"]}')
+
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        if self.pad_to_multiple:
+            h, w = item['gt'].shape[-2:]
+            pad = (0, -w % self.pad_to_multiple, 0, -h % self.pad_to_multiple)
+            if any(pad):
+                for key in ('lq', 'gt'):  # torch's reflect = numpy's (edge not repeated), as the lab's pad_pil
+                    item[key] = F.pad(item[key][None], pad, mode='reflect')[0]
+        return item

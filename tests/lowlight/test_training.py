@@ -2,7 +2,6 @@
 through tools/train.py and tools/test.py, and tools/infer.py --brightness (all in this process)."""
 import glob
 import json
-import os
 import os.path as osp
 import shutil
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from tests.conftest import build_once
+from tests.lowlight.conftest import GAIN, lowlight_workdir as _lowlight_workdir
 from tests.helpers import call_tool, options, quick, repo_path, run_options
 
 import plugins  # noqa: F401
@@ -20,28 +20,13 @@ from plugins.lowlight.brightness import IMAGENET_BRIGHTNESS, parse_brightness_op
 from plugins.lowlight.lowlight_dataset import LowLightPairedDataset
 from plugins.lowlight.synthetic_pairs import make_pairs
 
+# The lab's 2-step and two-optimizer rows run in tests/lowlight/test_gen_y_training.py (Share, both steps, resume);
+# tests/test_options_files.py resolves and checks every file.
 SEED_ROWS = sorted(osp.basename(p) for p in glob.glob(repo_path('options/train/lowlight/*.yml'))
-                   if not p.endswith('_demo.yml'))
+                   if not p.endswith(('_demo.yml', '_two_optim.yml')) and '_2steps_' not in p)
 DEMO = 'options/train/lowlight/backbone7x7_demo.yml'
 TEST = 'options/test/lowlight/backbone7x7_demo.yml'
-GAIN = {'target_gain': (0.5, 1.5)}
 torch.set_num_threads(1)  # the tools run in this process: one thread, as the house rule
-
-
-def _lowlight_workdir(path, pairs) -> Path:
-    """Make ``path`` a working directory whose datasets/lowlight_demo and datasets/LOL are the synthetic pairs."""
-    os.makedirs(path / 'datasets', exist_ok=True)
-    for name in ('lowlight_demo', 'LOL'):
-        os.symlink(pairs, path / 'datasets' / name)
-    return path
-
-
-@pytest.fixture(scope='session')
-def pairs(shared_dir) -> Path:
-    """Small synthetic LOL-layout pairs (our485 / eval15), made once per session. Tests must not write there."""
-    # targets re-exposed at random: only the brightness plane tells the output brightness (see the infer test)
-    return build_once(shared_dir, 'lowlight_pairs',
-                      lambda folder: make_pairs(str(folder), variants=3, max_side=256, seed=0, ranges=GAIN))
 
 
 @pytest.fixture
@@ -198,6 +183,9 @@ def test_infer_too_small_image(trained, tmp_path, capsys):
     ('gen_y_backbone7x7_gt.yml', {'delete': ['train:y_opt']}, 'train:y_opt is required for Gen_Y'),
     ('backbone7x7_gt.yml', {'overrides': {'brightness:mode': 'GT'}},
      "brightness.mode must be one of ('gt', 'imagenet', 'target')"),
+    ('backbone7x7_gt.yml', {'overrides': {'datasets:val:pad_to_multiple': 0}},
+     "(calculate_lowlight_lab_psnr) compares the pair padded as the lab's evaluation: set "
+     'datasets:val:pad_to_multiple: 16'),
 ])
 def test_bad_training_options_stop_before_training(name, change, message, lowlight_root):
     rel = f'options/train/lowlight/{name}'
