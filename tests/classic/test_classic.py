@@ -12,9 +12,10 @@ import torch
 from tests.classic.conftest import SRCNN_BUDGET, SRCNN_DEMO, small_val_overrides
 from tests.helpers import call_tool, load_tool, options, quick, repo_path, run_options, write_options
 
-# Every x2 options file but the demo's (trained by the srcnn_x2_trained fixture for the bicubic comparison).
+# Every SRCNN/FSRCNN options file (x2 rows, the FSRCNN x4 rows) but the demo's (trained by the srcnn_x2_trained
+# fixture for the bicubic comparison).
 X2_OPTIONS = sorted(osp.relpath(p, repo_path('')) for p in glob.glob(repo_path('options/train/classic/*.yml'))
-                    if options(p)['scale'] == 2 and not p.endswith(SRCNN_DEMO))
+                    if options(p)['network_g']['type'] in ('SRCNN', 'FSRCNN') and not p.endswith(SRCNN_DEMO))
 
 
 def n_params(net):
@@ -51,6 +52,33 @@ def test_srcnn_layer_sizes_shapes_and_kernel_check():
 def test_fsrcnn_parameter_counts(kwargs, count):
     from plugins.classic.fsrcnn_arch import FSRCNN
     assert n_params(FSRCNN(**kwargs)) == count
+
+
+def test_the_instancenorm_control_differs_from_the_in_row_only_by_the_norm():
+    """fsrcnn_x2_in_control.yml isolates the InstanceNorm of the seed's IN row: same d, s, mapping kernel and every
+    other option; 15,809 - 4 affine norms of 32 channels x (weight + bias) = 15,553 parameters."""
+    from plugins.classic.fsrcnn_arch import FSRCNN
+    in_row, control = (options(f'options/train/classic/{stem}.yml')
+                       for stem in ('fsrcnn_x2_in', 'fsrcnn_x2_in_control'))
+    assert in_row['network_g'].pop('norm') == 'instance' and control['network_g'].pop('norm') is None
+    assert {k: v for k, v in in_row.items() if k != 'name'} == {k: v for k, v in control.items() if k != 'name'}
+    net_opt = {k: v for k, v in control['network_g'].items() if k != 'type'}
+    assert n_params(FSRCNN(**net_opt)) == 15809 - 4 * 2 * 32 == 15553
+
+
+def test_the_fsrcnn_x4_rows_share_everything_but_the_network_with_the_srresnet_rows():
+    """The seed's FSRCNN-vs-SRResNet comparison: same data, crops, optimiser, schedule and metrics; FSRCNN in the
+    paper's form on RGB (24,683 parameters), the loss of each pair."""
+    from plugins.classic.fsrcnn_arch import FSRCNN
+    for loss in ('mse', 'l1'):
+        fsrcnn = options(f'options/train/classic/fsrcnn_x4_{loss}.yml')
+        srresnet = options(f'options/train/classic/srresnet_x4_in_blocks_trunk_{loss}.yml')
+        net = fsrcnn.pop('network_g')
+        assert net == dict(type='FSRCNN', num_in_ch=3, d=56, s=12, m=4, mapping_kernel=3, norm=None, upscale=4,
+                           form='paper')
+        srresnet.pop('network_g')
+        assert {k: v for k, v in fsrcnn.items() if k != 'name'} == {k: v for k, v in srresnet.items() if k != 'name'}
+        assert n_params(FSRCNN(**{k: v for k, v in net.items() if k != 'type'})) == 24683
 
 
 @pytest.mark.parametrize('form', ['seed', 'paper'])
@@ -108,7 +136,7 @@ def test_hr_only_dataset_errors(demo_data, tmp_path):
 
 
 @pytest.mark.parametrize('rel', X2_OPTIONS, ids=osp.basename)
-def test_every_x2_options_file_trains_and_validates(workdir, small_val, rel):
+def test_every_srcnn_and_fsrcnn_options_file_trains_and_validates(workdir, small_val, rel):
     """Two iterations of batch 2, validation (on two 64x64 crops of the validation images) and checkpoint."""
     run = run_options(rel, workdir, {**quick(rel), **small_val_overrides(rel, small_val)})
     assert (run.models / 'net_g_latest.pth').is_file()
@@ -192,3 +220,18 @@ def test_ablate_tool_rejects_a_budget_that_is_not_a_multiple_of_val_freq(workdir
                      '--val-freq', '2'], workdir, capsys, check=False)
     assert run.status == 2 and 'must be a positive multiple of --val-freq' in run.err
     assert not (workdir / 'experiments').exists()  # refused before any run
+
+
+@pytest.mark.parametrize('tool, suffixes', [('classic/ablate.py', ('.md', '.png', '.json')),
+                                            ('blindsr/compare.py', ('.md', '.json'))])
+def test_comparison_tools_refuse_to_replace_a_report_without_overwrite(tool, suffixes, workdir, capsys):
+    """The documented commands write the committed figures under docs/: a rerun stops before any training unless
+    --overwrite says the figures are to be replaced."""
+    (workdir / 'docs_out').mkdir()
+    (workdir / 'docs_out' / f'report{suffixes[-1]}').write_text('committed figures')
+    args = ['-opt', repo_path('options/train/classic/srcnn_x2_l1.yml')] if tool == 'classic/ablate.py' else []
+    run = call_tool([tool, *args, '--iters', '2', '--output', 'docs_out/report'] +
+                    (['--val-freq', '2'] if tool == 'classic/ablate.py' else []), workdir, capsys, check=False)
+    assert run.status == 2 and f'docs_out/report{suffixes[-1]} already exist: pass --overwrite' in run.err
+    assert not (workdir / 'experiments').exists()
+    assert (workdir / 'docs_out' / f'report{suffixes[-1]}').read_text() == 'committed figures'

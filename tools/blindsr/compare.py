@@ -9,7 +9,8 @@ Both runs are real `tools/train.py` processes (names `<name>_cmp<iters>`), with 
 same tasks in the same order; `--force_yml` entries go to both (keys must exist in both files). The EMA weights of
 the last checkpoint are evaluated on every task of --tasks (blur sigma/noise pairs; LR with seeded noise, support
 cut from each LR image), plus bicubic, plus CMDSR given the support set of ANOTHER task (does the condition
-matter?). Writes <output>.md (table + settings) and <output>.json. Run it from the repository root.
+matter?). Writes <output>.md (table + settings) and <output>.json; existing ones are refused before any run unless
+--overwrite is given. Run it from the repository root.
 """
 import argparse
 import json
@@ -35,7 +36,7 @@ def parse_tasks(text: str):
 
 def main(argv=None):
     from plugins.blindsr.task_evaluation import DEFAULT_TASKS, evaluate_tasks, markdown_table, task_datasets
-    from plugins.engine.basicsr.budget_runs import run_one
+    from plugins.engine.basicsr.budget_runs import existing_reports, run_one
     from plugins.engine.basicsr.networks import build_network_from_options, load_network_weights
     from plugins.engine.basicsr.options import apply_force_yml, load_options
     from plugins.engine.basicsr.options_check import check_basicsr_options
@@ -51,9 +52,14 @@ def main(argv=None):
     parser.add_argument('--force_yml', nargs='*', default=[], help='BasicSR overrides for both runs')
     parser.add_argument('--cond-force-yml', '--cond-force_yml', dest='cond_force_yml', nargs='*', default=[],
                         help='BasicSR overrides for the CMDSR run only')
+    parser.add_argument('--overwrite', action='store_true', help='replace the report files if they exist')
     args = parser.parse_args(argv)
     if args.iters < 1:
         parser.error(f'--iters must be positive, got {args.iters}')
+    existing = existing_reports(args.output, ['.md', '.json'])
+    if existing and not args.overwrite:
+        parser.error(f'{", ".join(existing)} already exist: pass --overwrite to replace them, or choose another '
+                     '--output (the documented commands write the committed figures under docs/)')
     try:
         opts = {}
         extra = {'cond': args.force_yml + args.cond_force_yml, 'plain': args.force_yml}

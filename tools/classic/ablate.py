@@ -6,7 +6,8 @@
 Each run is `tools/train.py -opt X --force_yml ...` under the name `<name>_ablate<iters>` (so earlier experiments
 are left alone); `--force_yml` entries are passed to every run, e.g. to point the data at 91-image/Set5. Writes
 <output>.md (table), <output>.png (PSNR-vs-iteration plot) and <output>.json, and a bicubic row computed on the first
-run's validation HR folder. Run it from the repository root (relative data paths).
+run's validation HR folder. Existing report files are refused before any run unless --overwrite is given (the
+documented commands write the committed figures under docs/). Run it from the repository root (relative data paths).
 """
 import argparse
 import os.path as osp
@@ -22,7 +23,7 @@ def main(argv=None):
     from tqdm import tqdm
 
     from plugins.classic.ablation import bicubic_baseline, save_report
-    from plugins.engine.basicsr.budget_runs import run_one
+    from plugins.engine.basicsr.budget_runs import existing_reports, run_one
     from plugins.engine.basicsr.options import apply_force_yml, load_options
     from plugins.engine.basicsr.options_check import check_basicsr_options
     from plugins.engine.errors import OptionsError
@@ -35,10 +36,15 @@ def main(argv=None):
                         help='output prefix (default: results/ablation)')
     parser.add_argument('--title', default=None, help='plot title')
     parser.add_argument('--force_yml', nargs='*', default=[], help='extra BasicSR overrides for every run')
+    parser.add_argument('--overwrite', action='store_true', help='replace the report files if they exist')
     args = parser.parse_args(argv)
     if args.iters < 1 or args.val_freq < 1 or args.iters % args.val_freq:
         parser.error(f'--iters ({args.iters}) must be a positive multiple of --val-freq ({args.val_freq})')
 
+    existing = existing_reports(args.output, ['.md', '.png', '.json'])
+    if existing and not args.overwrite:
+        parser.error(f'{", ".join(existing)} already exist: pass --overwrite to replace them, or choose another '
+                     '--output (the documented commands write the committed figures under docs/)')
     try:  # every file is checked before the first run starts
         for path in args.opt:
             check_basicsr_options(path, is_train=True, force_yml=args.force_yml)

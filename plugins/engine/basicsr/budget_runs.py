@@ -20,6 +20,13 @@ from .options import load_options
 METRIC_LINE = re.compile(r'# (\w+): ([-\d.]+)')
 
 
+def existing_reports(prefix: str, suffixes: List[str]) -> List[str]:
+    """The report files ``<prefix><suffix>`` that exist already. The comparison tools refuse to run over them without
+    ``--overwrite``: their documented commands write under docs/, and rerunning one must not replace the committed
+    figures by accident (hours of runs first, then a silent overwrite)."""
+    return [prefix + s for s in suffixes if osp.exists(prefix + s)]
+
+
 def budget_overrides(opt: Dict, iters: int, val_freq: int, suffix: str) -> List[str]:
     """``--force_yml`` entries that train ``opt`` for ``iters`` iterations under a new experiment name."""
     entries = [f"name={opt['name']}_{suffix}", f'train:total_iter={iters}', f'val:val_freq={val_freq}',
