@@ -14,7 +14,8 @@ from .inpaint_blocks import NORMS, ResBlock, SPDNormResBlock, make_norm, self_at
 
 @MODELS.register_module()
 class InpaintEncoderDecoder(nn.Module):
-    """The base inpainting generator: a convolutional encoder-decoder with dilated residual blocks.
+    """The base inpainting generator: a convolutional encoder-decoder with dilated residual blocks. Our design: the
+    seed's notes show only its results ("Base", with the norm, SimAM and loss rows as changes to it), not its layers.
 
     cat[masked image, mask] (N, 4, H, W) -> conv7 -> ``num_down`` stride-2 convs (channels x2 each) ->
     ``len(dilations)`` residual blocks (dilation d each, optional SimAM at the end of each branch) ->
@@ -28,13 +29,16 @@ class InpaintEncoderDecoder(nn.Module):
         dilations: one residual block per entry, with that dilation.
         norm: 'BN' | 'IN' | 'GN' | 'none' (the seed's ablation: BN base, GroupNorm row).
         gn_groups: GroupNorm groups (lowered to a divisor of each width).
-        simam: SimAM in every residual block (the seed's attention row); simam_lambda its lambda.
+        simam: SimAM in every residual block (the seed's attention row); simam_lambda its lambda;
+            simam_position 'after_norm' (ours, the branch's end) or 'before_norm' (the SimAM reference's: after the
+            last conv, before its norm), see :class:`~plugins.inpaint.inpaint_blocks.ResBlock`.
         self_attn: SAGAN self-attention after the residual blocks.
     """
 
     def __init__(self, in_channels: int = 4, out_channels: int = 3, base_channels: int = 32, num_down: int = 2,
                  dilations: Sequence[int] = (1, 2, 4, 8), norm: str = 'BN', gn_groups: int = 8,
-                 simam: bool = False, simam_lambda: float = 1e-4, self_attn: bool = False):
+                 simam: bool = False, simam_lambda: float = 1e-4, simam_position: str = 'after_norm',
+                 self_attn: bool = False):
         super().__init__()
         if norm not in NORMS:
             raise ValueError(f'InpaintEncoderDecoder: norm={norm!r}, expected one of {NORMS}')
@@ -48,7 +52,7 @@ class InpaintEncoderDecoder(nn.Module):
         for _ in range(num_down):
             layers += conv_norm_act(ch, ch * 2, 3, stride=2)
             ch *= 2
-        layers += [ResBlock(ch, d, norm, gn_groups, simam, simam_lambda) for d in dilations]
+        layers += [ResBlock(ch, d, norm, gn_groups, simam, simam_lambda, simam_position) for d in dilations]
         if self_attn:
             layers.append(self_attention(ch))
         for _ in range(num_down):

@@ -54,19 +54,31 @@ class SimAM(nn.Module):
         return f'lam={self.lam}'
 
 
+SIMAM_POSITIONS = ('after_norm', 'before_norm')
+
+
 class ResBlock(nn.Module):
-    """conv3 (dilation d) - norm - LeakyReLU(0.2) - conv3 - norm [- SimAM], plus the identity. (N, C, H, W) in/out."""
+    """conv3 (dilation d) - norm - LeakyReLU(0.2) - conv3 - norm, plus the identity. (N, C, H, W) in/out.
+
+    With ``simam``, SimAM sits at the end of the branch, after the second norm (``simam_position='after_norm'``,
+    our placement, the one the seed's SimAM row was trained with here), or between the second conv and its norm
+    (``'before_norm'``, where the SimAM reference puts it in its ResNet blocks: ZjjConan/SimAM
+    networks/cifar/block.py wraps ``conv2`` as Sequential(conv2, simam) ahead of ``bn2``).
+    """
 
     def __init__(self, channels: int, dilation: int = 1, norm: str = 'BN', gn_groups: int = 8, simam: bool = False,
-                 simam_lambda: float = 1e-4):
+                 simam_lambda: float = 1e-4, simam_position: str = 'after_norm'):
         super().__init__()
+        if simam_position not in SIMAM_POSITIONS:
+            raise ValueError(f'simam_position={simam_position!r}: expected one of {SIMAM_POSITIONS}')
+        attn = SimAM(simam_lambda) if simam else nn.Identity()
+        tail = [make_norm(norm, channels, gn_groups), attn]  # body.4 is the norm, as in checkpoints before the option
         self.body = nn.Sequential(
             nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation),
             make_norm(norm, channels, gn_groups),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Conv2d(channels, channels, 3, padding=1),
-            make_norm(norm, channels, gn_groups),
-            SimAM(simam_lambda) if simam else nn.Identity())
+            *(tail[::-1] if simam_position == 'before_norm' else tail))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)

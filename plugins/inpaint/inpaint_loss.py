@@ -1,6 +1,6 @@
 """Losses of the inpainting line, registered in MMagic's MODELS: MS-SSIM + L1 (Zhao et al.), the hole TV loss of
-PD-GAN, a local-weights VGG16 perceptual loss and PD-GAN's diversity loss. The adversarial losses (LSGAN, hinge)
-are MMagic's ``GANLoss``.
+PD-GAN, a local-weights VGG16 perceptual loss, PD-GAN's diversity loss and its discriminator feature-matching loss.
+The adversarial losses (LSGAN, hinge) are MMagic's ``GANLoss``.
 
 Images are (N, 3, H, W) in [-1, 1]; masks (N, 1, H, W) with 1 on holes.
 
@@ -11,7 +11,7 @@ differences lose their meaning in float16. The other terms need nothing: autocas
 float32 (its known pixels are the float32 ground truth).
 """
 import os.path as osp
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -68,16 +68,19 @@ class HoleTVLoss(nn.Module):
     """PD-GAN's total variation loss on the hole region dilated by one pixel.
 
     Mean over all elements of |x[..., j+1] - x[..., j]| for horizontal pairs and |x[i+1] - x[i]| for vertical
-    pairs whose two pixels both lie in the dilated hole. (PD-GAN's row term compares the first and the last row,
-    ``image[:, :, :1] - image[:, :, -1:]``, a slicing slip; this is the intended neighbour difference.)
+    pairs whose two pixels both lie in the dilated hole. PD-GAN's row term compares the first and the last row,
+    ``image[:, :, :1] - image[:, :, -1:]`` (KumapowerLIU/PD-GAN models/blocks/loss.py ``TVloss``), a slicing slip;
+    the default here is the intended neighbour difference, ``pdgan_row_slip=True`` gives PD-GAN's term (the vertical
+    pair mask times |first row - last row|, broadcast over the rows).
 
     Args:
         loss_weight: 0.1 in PD-GAN.
+        pdgan_row_slip: PD-GAN's row term instead of the neighbour difference.
     """
 
-    def __init__(self, loss_weight: float = 1.0):
+    def __init__(self, loss_weight: float = 1.0, pdgan_row_slip: bool = False):
         super().__init__()
-        self.loss_weight = loss_weight
+        self.loss_weight, self.pdgan_row_slip = loss_weight, pdgan_row_slip
 
     def forward(self, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """img (N, C, H, W); mask (N, 1, H, W), 1 = hole."""
@@ -86,8 +89,8 @@ class HoleTVLoss(nn.Module):
         region = dilate(mask, 3)
         cols = region[..., :, 1:] * region[..., :, :-1]
         rows = region[..., 1:, :] * region[..., :-1, :]
-        tv = (cols * (img[..., :, 1:] - img[..., :, :-1]).abs()).mean() + \
-            (rows * (img[..., 1:, :] - img[..., :-1, :]).abs()).mean()
+        row_diff = img[..., :1, :] - img[..., -1:, :] if self.pdgan_row_slip else img[..., 1:, :] - img[..., :-1, :]
+        tv = (cols * (img[..., :, 1:] - img[..., :, :-1]).abs()).mean() + (rows * row_diff).abs().mean()
         return self.loss_weight * tv
 
 
@@ -98,14 +101,21 @@ class VGG16Features(nn.Module):
         weights_path: torchvision's ``vgg16-397923af.pth`` (keys ``features.*``; the classifier is ignored) or a
             state dict of ``vgg16().features`` alone. Nothing is downloaded.
         layers: ReLU names of :data:`VGG16_RELU` to return.
+        input_norm: 'imagenet' maps [-1, 1] to [0, 1] and normalises with ImageNet's mean and std, the input the
+            torchvision weights were trained on (default); 'none' feeds the [-1, 1] image as it is, as PD-GAN's
+            ``VGG16`` does (models/blocks/loss.py).
     """
 
-    def __init__(self, weights_path: str, layers=('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1')):
+    def __init__(self, weights_path: str, layers=('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1'),
+                 input_norm: str = 'imagenet'):
         super().__init__()
         from torchvision.models.vgg import cfgs, make_layers
         if not weights_path or not osp.isfile(weights_path):
             raise FileNotFoundError(f'vgg_path {weights_path!r} not found: expected a local VGG16 state dict such as '
                                     "torchvision's vgg16-397923af.pth (no download at run time)")
+        if input_norm not in ('imagenet', 'none'):
+            raise ValueError(f"VGG16Features: input_norm={input_norm!r}, expected 'imagenet' or 'none'")
+        self.input_norm = input_norm
         unknown = [name for name in layers if name not in VGG16_RELU]
         if unknown:
             raise ValueError(f'VGG16Features: unknown layers {unknown}, expected names of {sorted(VGG16_RELU)}')
@@ -125,7 +135,8 @@ class VGG16Features(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        x = ((x + 1) / 2 - self.mean) / self.std
+        if self.input_norm == 'imagenet':
+            x = ((x + 1) / 2 - self.mean) / self.std
         out, wanted = {}, {VGG16_RELU[name]: name for name in self.layers}
         for i, layer in enumerate(self.features):
             x = layer(x)
@@ -142,12 +153,14 @@ class VGG16PerceptualLoss(nn.Module):
         vgg_path: local VGG16 weights (see :class:`VGG16Features`).
         layer_weights: {relu name: weight}; PD-GAN's relu1_1..relu4_1 with weight 1 (relu5_1 at 0) by default.
         loss_weight: lambda_P (10 in PD-GAN).
+        input_norm: see :class:`VGG16Features` ('none' is PD-GAN's).
     """
 
-    def __init__(self, vgg_path: str, layer_weights: Optional[dict] = None, loss_weight: float = 1.0):
+    def __init__(self, vgg_path: str, layer_weights: Optional[dict] = None, loss_weight: float = 1.0,
+                 input_norm: str = 'imagenet'):
         super().__init__()
         self.layer_weights = layer_weights or {'relu1_1': 1., 'relu2_1': 1., 'relu3_1': 1., 'relu4_1': 1.}
-        self.vgg = VGG16Features(vgg_path, tuple(self.layer_weights))
+        self.vgg = VGG16Features(vgg_path, tuple(self.layer_weights), input_norm)
         self.loss_weight = loss_weight
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -165,12 +178,14 @@ class InpaintDiversityLoss(nn.Module):
     Args:
         vgg_path: local VGG16 weights, or None for pixel space.
         eps: 1e-5 in PD-GAN.
-        loss_weight: factor on the loss.
+        loss_weight: factor on the loss (1 in PD-GAN).
+        input_norm: see :class:`VGG16Features` ('none' is PD-GAN's).
     """
 
-    def __init__(self, vgg_path: Optional[str] = None, eps: float = 1e-5, loss_weight: float = 1.0):
+    def __init__(self, vgg_path: Optional[str] = None, eps: float = 1e-5, loss_weight: float = 1.0,
+                 input_norm: str = 'imagenet'):
         super().__init__()
-        self.vgg = VGG16Features(vgg_path, ('relu4_1',)) if vgg_path else None
+        self.vgg = VGG16Features(vgg_path, ('relu4_1',), input_norm) if vgg_path else None
         self.eps, self.loss_weight = eps, loss_weight
 
     def forward(self, sample_a: torch.Tensor, sample_b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -178,3 +193,26 @@ class InpaintDiversityLoss(nn.Module):
         if self.vgg is not None:
             a, b = self.vgg(a)['relu4_1'], self.vgg(b)['relu4_1']
         return self.loss_weight / (F.l1_loss(a, b) + self.eps)  # float32 under autocast too (l1_loss)
+
+
+@MODELS.register_module()
+class DiscFeatureMatchingLoss(nn.Module):
+    """pix2pixHD's discriminator feature-matching loss as PD-GAN uses it:
+    loss_weight / num_scales * sum over scales s and layers l (all but the last, the logits) of
+    L1(D_s,l(fake), D_s,l(real)), the real features detached.
+
+    Args:
+        loss_weight: lambda_feat (10 in PD-GAN).
+    Inputs: two outputs of :class:`~plugins.inpaint.discriminator_arch.PDGANDiscriminator`, one list per scale of
+    layer outputs (N, C_l, h_l, w_l), the last of each the logits.
+    """
+
+    def __init__(self, loss_weight: float = 10.0):
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    def forward(self, fake: Sequence[List[torch.Tensor]], real: Sequence[List[torch.Tensor]]) -> torch.Tensor:
+        if len(fake) != len(real) or any(len(f) != len(r) for f, r in zip(fake, real)):
+            raise ValueError('DiscFeatureMatchingLoss: the fake and real discriminator outputs differ in layout')
+        total = sum(F.l1_loss(f, r.detach()) for fs, rs in zip(fake, real) for f, r in zip(fs[:-1], rs[:-1]))
+        return total * (self.loss_weight / len(fake))

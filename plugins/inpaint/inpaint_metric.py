@@ -2,12 +2,13 @@
 total variation of the output and FID with Inception weights from a local file.
 """
 import os.path as osp
+import warnings
 from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
+from basicsr.metrics.fid import calculate_fid
 from mmagic.evaluation.metrics.base_sample_wise_metric import BaseSampleWiseMetric
-from mmagic.evaluation.metrics.fid import FrechetInceptionDistance
 from mmagic.registry import METRICS
 
 
@@ -31,8 +32,9 @@ class InpaintFID(BaseSampleWiseMetric):
 
     The feature network is a TorchScript file read from ``inception_path`` (nothing is downloaded): StyleGAN's
     ``inception-2015-12-05.pt`` (the network of the original TF FID), called as ``net(x, return_features=True)`` on
-    (N, 3, H, W) uint8-valued RGB tensors, returning (N, 2048) pool features. MMagic's ``FrechetInceptionDistance``
-    computes the distance. A sample-wise metric in MMagic's evaluator (its prepare/sampler hooks), though the
+    (N, 3, H, W) uint8-valued RGB tensors, returning (N, 2048) pool features. The distance is BasicSR's public
+    ``basicsr.metrics.fid.calculate_fid`` (scipy's ``sqrtm``) on the means and covariances (``np.cov``, N - 1) of
+    the two feature sets. A sample-wise metric in MMagic's evaluator (its prepare/sampler hooks), though the
     distance is over the whole set. FID over a handful of images is not comparable with published numbers (those
     use thousands); it ranks runs on the same images. The network runs where the images are: it is loaded on the
     CPU and moved to the images' device (the model's, on a GPU) the first time it sees them there.
@@ -73,6 +75,14 @@ class InpaintFID(BaseSampleWiseMetric):
             raise ValueError(f'InpaintFID needs at least 2 images, got {len(results)}')
         fake = np.stack([r['fake'] for r in results])
         real = np.stack([r['real'] for r in results])
-        fid, _, _ = FrechetInceptionDistance._calc_fid(fake.mean(0), np.cov(fake, rowvar=False), real.mean(0),
-                                                       np.cov(real, rowvar=False))
-        return {'FID': fid}
+        return {'FID': frechet_distance(fake, real)}
+
+
+def frechet_distance(fake: np.ndarray, real: np.ndarray) -> float:
+    """FID between two feature sets (N, D) and (M, D), through ``basicsr.metrics.fid.calculate_fid``.
+
+    BasicSR 1.4.2 calls ``scipy.linalg.sqrtm(..., disp=False)``, which SciPy 1.17 deprecates (silenced here) and
+    1.18 removes."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DeprecationWarning)
+        return float(calculate_fid(fake.mean(0), np.cov(fake, rowvar=False), real.mean(0), np.cov(real, rowvar=False)))

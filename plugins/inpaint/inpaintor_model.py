@@ -45,25 +45,72 @@ def _add_losses(total: Dict[str, torch.Tensor], losses: Dict[str, torch.Tensor])
         total[key] = total[key] + value if key in total else value
 
 
+DISC_INPUTS = ('composite', 'raw')
+
+
 @MODELS.register_module()
 class EncDecInpaintor(OneStageInpaintor):
     """MMagic's one-stage inpaintor with two additions of the seed: a whole-image reconstruction loss on the raw
     output (``loss_rec``, e.g. MS-SSIM + L1) and a single-tensor perceptual loss (``loss_percep``, VGG16 from a
-    local file); plus the generator EMA.
+    local file); plus the generator EMA, and PD-GAN's discriminator interface: a discriminator that takes the mask
+    (``takes_mask``, :class:`~plugins.inpaint.discriminator_arch.PDGANDiscriminator`) gets it, one that returns a
+    list per scale gets its GAN loss averaged over the scales (on each scale's last output, the logits), and
+    ``loss_disc_feat`` adds the feature-matching loss on its other outputs.
 
     Args (beyond ``OneStageInpaintor``'s ``encdec``, ``disc``, ``loss_gan``, ``loss_l1_hole``, ``loss_l1_valid``,
     ``loss_tv``, ``train_cfg``, ...):
         loss_rec: loss(pred, target) on the raw output, e.g. ``dict(type='MSSSIML1Loss', alpha=0.84)``.
         loss_percep: loss(pred, target) on the raw output, e.g. ``dict(type='VGG16PerceptualLoss', vgg_path=...)``.
+        loss_disc_feat: ``dict(type='DiscFeatureMatchingLoss', loss_weight=10.)`` (PD-GAN's), with a
+            discriminator that returns its layer outputs.
+        disc_input: what the discriminator judges as the fake: 'composite' (the completion with the known pixels
+            restored, MMagic's and our default) or 'raw' (the generator's output as it is, PD-GAN's).
         ema_cfg: kwargs of mmengine's ExponentialMovingAverage (e.g. ``dict(momentum=0.001)``); None: no EMA.
     """
 
     def __init__(self, *args, loss_rec: Optional[dict] = None, loss_percep: Optional[dict] = None,
+                 loss_disc_feat: Optional[dict] = None, disc_input: str = 'composite',
                  ema_cfg: Optional[dict] = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if disc_input not in DISC_INPUTS:
+            raise ValueError(f'{type(self).__name__}: disc_input={disc_input!r}, expected one of {DISC_INPUTS}')
+        self.disc_input = disc_input
         self.loss_rec = MODELS.build(loss_rec) if loss_rec else None
         self.loss_vgg = MODELS.build(loss_percep) if loss_percep else None
+        self.loss_disc_feat = MODELS.build(loss_disc_feat) if loss_disc_feat else None
+        if self.loss_disc_feat is not None and not self.with_gan:
+            raise ValueError(f'{type(self).__name__}: loss_disc_feat needs a discriminator (disc and loss_gan)')
+        if self.with_gan and self.with_gp_loss and getattr(self.disc, 'takes_mask', False):
+            raise ValueError(f'{type(self).__name__}: loss_gp calls the discriminator on the image alone; '
+                             f'{type(self.disc).__name__} takes the mask too')
         self.generator_ema = ExponentialMovingAverage(self.generator, **ema_cfg) if ema_cfg else None
+
+    # -- discriminator ---------------------------------------------------------------------------------------
+    def discriminate(self, img: torch.Tensor, mask: torch.Tensor):
+        """The discriminator on ``img`` (N, 3, H, W), with ``mask`` (N, 1, H, W) when it takes the mask."""
+        return self.disc(img, mask) if getattr(_unwrap(self.disc), 'takes_mask', False) else self.disc(img)
+
+    def adversarial_loss(self, pred, is_real: bool, is_disc: bool) -> torch.Tensor:
+        """``loss_gan`` on a discriminator output: a tensor as it is; a list per scale (each a tensor or a list of
+        layer outputs ending with the logits) as PD-GAN's GANLoss: the mean over the scales of each scale's loss."""
+        if isinstance(pred, (list, tuple)):
+            losses = [self.loss_gan(p[-1] if isinstance(p, (list, tuple)) else p, is_real, is_disc) for p in pred]
+            return sum(losses) / len(losses)
+        return self.loss_gan(pred, is_real, is_disc)
+
+    def forward_train_d(self, data_batch: torch.Tensor, is_real: bool, is_disc: bool,
+                        mask: Optional[torch.Tensor] = None) -> dict:
+        """MMagic's ``forward_train_d`` (``real_loss`` / ``fake_loss``, the shift loss when configured) through
+        :meth:`discriminate` and :meth:`adversarial_loss`."""
+        loss_ = self.adversarial_loss(self.discriminate(data_batch, mask), is_real, is_disc)
+        loss = dict(real_loss=loss_) if is_real else dict(fake_loss=loss_)
+        if self.with_disc_shift_loss:
+            loss.update(loss_disc_shift=self.loss_disc_shift(loss_) * 0.5)  # 0.5: the average of fake and real
+        return loss
+
+    def disc_fake(self, fake_res: torch.Tensor, fake_img: torch.Tensor) -> torch.Tensor:
+        """The image the discriminator judges as the fake (``disc_input``): the composite or the raw output."""
+        return fake_res if self.disc_input == 'raw' else fake_img
 
     # -- training --------------------------------------------------------------------------------------------
     def train_step(self, data: List[dict], optim_wrapper: OptimWrapperDict) -> Dict[str, torch.Tensor]:
@@ -79,7 +126,8 @@ class EncDecInpaintor(OneStageInpaintor):
         fake_img = gt * (1. - mask) + fake_res * mask
         log_vars = {}
         if self.with_gan and self.train_cfg.disc_step > 0:
-            log_vars.update(self.discriminator_step([fake_img], gt, mask, optim_wrapper['disc']))
+            log_vars.update(self.discriminator_step([self.disc_fake(fake_res, fake_img)], gt, mask,
+                                                    optim_wrapper['disc']))
             self.disc_step_count = (self.disc_step_count + 1) % self.train_cfg.disc_step
             if self.disc_step_count != 0:
                 return log_vars
@@ -91,16 +139,17 @@ class EncDecInpaintor(OneStageInpaintor):
         return log_vars
 
     def discriminator_step(self, fakes: List[torch.Tensor], gt: torch.Tensor, mask: torch.Tensor,
-                           optim_wrapper) -> Dict[str, torch.Tensor]:
+                           optim_wrapper, real_weight: float = 1.) -> Dict[str, torch.Tensor]:
         """One step of the discriminator on completions ``fakes`` (each (N, 3, H, W), detached here; their
-        ``fake_loss`` terms summed) and the real images ``gt``, plus MMagic's gradient penalty and shift losses when
-        configured. Returns the log variables."""
+        ``fake_loss`` terms summed) and the real images ``gt`` (``real_loss`` times ``real_weight``), plus MMagic's
+        gradient penalty and shift losses when configured. Returns the log variables."""
         set_requires_grad(self.disc, True)
         losses = {}
         with optim_wrapper.optim_context(self.disc):
             for fake in fakes:
-                _add_losses(losses, self.forward_train_d(fake.detach(), False, is_disc=True))
-            _add_losses(losses, self.forward_train_d(gt, True, is_disc=True))
+                _add_losses(losses, self.forward_train_d(fake.detach(), False, is_disc=True, mask=mask))
+            real = self.forward_train_d(gt, True, is_disc=True, mask=mask)
+            _add_losses(losses, {k: v * real_weight for k, v in real.items()} if real_weight != 1 else real)
             if self.with_gp_loss:
                 losses['loss_gp'] = self.loss_gp(self.disc, gt, fakes[0].detach(), mask=mask)
         loss, log_vars = self.parse_losses(losses)
@@ -121,15 +170,20 @@ class EncDecInpaintor(OneStageInpaintor):
     def generator_loss(self, fake_res, fake_img, gt, mask, masked_img) -> Tuple[dict, dict]:
         """The generator's losses, named as MMagic's ``OneStageInpaintor.generator_loss`` names them (GAN, L1 on
         the hole and on the known region, perceptual/style on the composite and on the raw output, TV), plus
-        ``loss_rec`` and ``loss_percep``. fake_res: raw output, fake_img: composite, gt, masked_img: (N, 3, H, W)
-        in [-1, 1]; mask (N, 1, H, W), 1 = hole.
+        ``loss_rec``, ``loss_percep`` and ``loss_disc_feat``. fake_res: raw output, fake_img: composite, gt,
+        masked_img: (N, 3, H, W) in [-1, 1]; mask (N, 1, H, W), 1 = hole.
 
         Returns (images, losses). MMagic's version returns CPU copies of the four images for visualisation, which
         no caller reads: four device-to-host copies, each a host sync, per step. Here the images are returned as
         they are; the losses are computed as MMagic computes them."""
         loss = {}
         if self.with_gan:
-            loss['loss_g_fake'] = self.loss_gan(self.disc(fake_img), True, is_disc=False)
+            pred_fake = self.discriminate(self.disc_fake(fake_res, fake_img), mask)
+            loss['loss_g_fake'] = self.adversarial_loss(pred_fake, True, is_disc=False)
+            if self.loss_disc_feat is not None:
+                with torch.no_grad():
+                    pred_real = self.discriminate(gt, mask)
+                loss['loss_disc_feat'] = self.loss_disc_feat(pred_fake, pred_real)
         if self.with_l1_hole_loss:
             loss['loss_l1_hole'] = self.loss_l1_hole(fake_res, gt, weight=mask)
         if self.with_l1_valid_loss:
@@ -209,15 +263,27 @@ class PDGANInpaintor(EncDecInpaintor):
     vectors into two completions, trained with GAN + reconstruction/perceptual + hole TV + diversity losses.
 
     Args (beyond :class:`EncDecInpaintor`'s; ``encdec`` is an ``SPDNormGenerator``):
-        prior: dict(generator=<config of the base generator>, checkpoint=<.pth or work dir of its training>).
+        prior: dict(generator=<config of the base generator>, checkpoint=<.pth or work dir of its training>,
+            composite=False). ``composite``: condition SPDNorm on the prior's completion with the known pixels
+            restored (True) or on its raw output (False, PD-GAN's: ``pre_image`` is the PConv decoder's output).
         loss_diversity: ``dict(type='InpaintDiversityLoss', ...)`` between the two samples (PD-GAN's).
+        real_loss_per_sample: the discriminator's real term once per noise sample (True, PD-GAN's: it discriminates
+            [fake_A, real] and [fake_B, real], so the real images count twice) or once (False, our default: the
+            real and fake terms then weigh 1 : 2).
         test_cfg: may hold ``noise_seed`` (int) so validation draws the same noise every time.
     """
 
-    def __init__(self, *args, prior: dict, loss_diversity: Optional[dict] = None, **kwargs):
+    def __init__(self, *args, prior: dict, loss_diversity: Optional[dict] = None, real_loss_per_sample: bool = False,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         if not isinstance(prior, dict) or 'generator' not in prior:
             raise ValueError("PDGANInpaintor: prior must be dict(generator=..., checkpoint='...pth or work dir')")
+        unknown = set(prior) - {'generator', 'checkpoint', 'composite'}
+        if unknown:
+            raise ValueError(f'PDGANInpaintor: prior has unknown keys {sorted(unknown)}, expected generator, '
+                             'checkpoint, composite')
+        self.prior_composite = bool(prior.get('composite', False))
+        self.real_loss_per_sample = real_loss_per_sample
         self.prior = MODELS.build(prior['generator'])
         self.prior_source = load_generator_weights(self.prior, prior.get('checkpoint'))
         print_log(f'PD-GAN prior weights: {self.prior_source}', 'current')
@@ -231,9 +297,10 @@ class PDGANInpaintor(EncDecInpaintor):
 
     @torch.no_grad()
     def prior_image(self, masked_img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The prior's completion, known pixels restored: (N, 3, H, W) in [-1, 1]."""
+        """The prior's output (N, 3, H, W) in [-1, 1]: raw (PD-GAN's) or with the known pixels restored
+        (``prior.composite``)."""
         raw = self.prior(torch.cat([masked_img, mask], dim=1))
-        return raw * mask + masked_img * (1. - mask)
+        return raw * mask + masked_img * (1. - mask) if self.prior_composite else raw
 
     def sample_noise(self, n: int, device, seed: Optional[int] = None) -> torch.Tensor:
         """(n, z_dim) standard normal noise, drawn on ``device`` by that device's generator (torch's global one of
@@ -268,7 +335,9 @@ class PDGANInpaintor(EncDecInpaintor):
         fakes = [r * mask + gt * (1. - mask) for r in raws]
         log_vars = {}
         if self.with_gan and self.train_cfg.disc_step > 0:
-            log_vars.update(self.discriminator_step(fakes, gt, mask, optim_wrapper['disc']))
+            log_vars.update(self.discriminator_step(
+                [self.disc_fake(r, f) for r, f in zip(raws, fakes)], gt, mask, optim_wrapper['disc'],
+                real_weight=len(raws) if self.real_loss_per_sample else 1.))
         if self.with_gan:  # no discriminator gradients from the generator's adversarial loss
             set_requires_grad(self.disc, False)
         losses = {}

@@ -19,7 +19,8 @@ def load_inpaintor(config: str, checkpoint: str):
     """Build the model of an mmengine config and load a checkpoint of it (EMA generator included), in eval mode.
 
     For PD-GAN the prior's weights come from the checkpoint itself (they are saved with the model), so the
-    config's ``prior.checkpoint`` need not exist where you sample."""
+    config's ``prior.checkpoint`` need not exist where you sample; a checkpoint without them (a generator converted
+    by ``tools/convert_checkpoint.py --from pdgan``) takes the prior from the config's ``prior.checkpoint``."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmengine.runner import load_checkpoint
@@ -33,12 +34,14 @@ def load_inpaintor(config: str, checkpoint: str):
     if cfg.model.get('type') == 'PDGANInpaintor':
         state = torch.load(checkpoint, map_location='cpu', weights_only=True).get('state_dict', {})
         prior = {k[len('prior.'):]: v for k, v in state.items() if k.startswith('prior.')}
-        if not prior:
-            raise ValueError(f'checkpoint {checkpoint!r} has no prior.* weights: is it a PDGANInpaintor checkpoint?')
-        fd, tmp = tempfile.mkstemp(suffix='.pth')
-        os.close(fd)
-        torch.save(prior, tmp)
-        cfg.model.prior.checkpoint = tmp
+        if not any(k.startswith('generator.') for k in state):
+            raise ValueError(f'checkpoint {checkpoint!r} has no generator.* weights: is it a PDGANInpaintor '
+                             'checkpoint?')
+        if prior:
+            fd, tmp = tempfile.mkstemp(suffix='.pth')
+            os.close(fd)
+            torch.save(prior, tmp)
+            cfg.model.prior.checkpoint = tmp
     try:
         model = MODELS.build(cfg.model)
     finally:

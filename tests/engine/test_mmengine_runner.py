@@ -143,7 +143,7 @@ INPAINT = 'options/mmagic/inpaint/base_demo.py'
 @pytest.mark.parametrize('override, message', [
     ('model.encdec.base_channel=16', 'model.encdec.base_channel is not an argument of InpaintEncoderDecoder (it takes: '
      'base_channels, dilations, gn_groups, in_channels, norm, num_down, out_channels, self_attn, simam, '
-     "simam_lambda). Did you mean 'base_channels'?"),
+     "simam_lambda, simam_position). Did you mean 'base_channels'?"),
     ('train_dataloader.dataset.pipeline.1.type=Crp', "train_dataloader.dataset.pipeline[1].type 'Crp' is not "
      'registered in the mmagic::transform registry. Did you mean: Crop, ModCrop?'),
     ('val_evaluator.metrics.1.type=PNSR', "val_evaluator.metrics[1].type 'PNSR' is not registered in the "

@@ -1,11 +1,9 @@
 # Seed 003, row "Base" at the seed's scale: 256x256 CelebA-HQ (or Places2: data_root) with irregular masks from a
 # folder (datasets/README.md: datasets/CelebA-HQ/{train,val}/*.jpg, datasets/masks/irregular/*.png, white = hole).
-# The other rows are the same deltas as their demo configs, e.g.
-#   python tools/train.py options/mmagic/inpaint/base_celeba-hq_256.py --work-dir work_dirs/groupnorm_256 \
-#       --cfg-options model.encdec.norm=GN                      # Group Normalization
-#   ... --cfg-options model.encdec.simam=True                   # SimAM attention
-# and PD-GAN at 256 is pdgan_demo.py with SPDNormGenerator's defaults (z 256, 6 units, 186,007,171 parameters) on
-# this model's checkpoint as the prior. Adam lr 1e-4 (generator) / 4e-4 (discriminator), betas (0, 0.9).
+# The other rows are the same deltas as their demo configs: groupnorm_celeba-hq_256.py, simam_celeba-hq_256.py,
+# msssim_l1_celeba-hq_256.py; PD-GAN's own recipe at 256 (SPDNormGenerator's defaults, 186,007,171 parameters, on
+# this model's checkpoint as the prior) is pdgan_paper_256.py. Adam lr 1e-4 (generator) / 4e-4 (discriminator),
+# betas (0, 0.9). The generator is our design (the seed's notes give its results, not its layers).
 #   python tools/train.py options/mmagic/inpaint/base_celeba-hq_256.py               # -> work_dirs/base_celeba-hq_256
 _base_ = 'base_demo.py'
 
@@ -38,6 +36,7 @@ val_dataloader = dict(
     dataset=dict(_delete_=True, type='BasicImageDataset', data_root=data_root, data_prefix=dict(gt='val'),
                  pipeline=val_pipeline))
 test_dataloader = val_dataloader
+auto_scale_lr = dict(base_batch_size=8)  # the learning rates' batch (--auto-scale-lr)
 
 model = dict(encdec=dict(base_channels=64),
              disc=dict(base_channels=64, num_layers=4))

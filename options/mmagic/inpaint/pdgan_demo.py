@@ -9,7 +9,9 @@
 #   python tools/inpaint/sample.py options/mmagic/inpaint/pdgan_demo.py work_dirs/pdgan_demo/iter_600.pth \
 #       --input datasets/demo/val/HR/chelsea.png --num 4 --output completions.png
 #
-# PD-GAN's perceptual loss (VGG16 relu1_1..relu4_1, x10) and VGG diversity need local VGG16 weights: add
+# PD-GAN's whole recipe at 256x256 (its discriminator, feature matching, VGG losses, learning rates) is
+# pdgan_paper_256.py. PD-GAN's perceptual loss (VGG16 relu1_1..relu4_1, x10) and VGG diversity need local VGG16
+# weights: add
 #   loss_percep=dict(type='VGG16PerceptualLoss', vgg_path='weights/vgg16-397923af.pth', loss_weight=10.0)
 # and vgg_path=... to loss_diversity. At 256x256 (PD-GAN's size) use SPDNormGenerator's defaults
 # (z 256, 1024..64 channels, 6 units, 186,007,171 parameters) with a 256x256 base generator as the prior.
@@ -20,7 +22,9 @@ prior_generator = dict(type='InpaintEncoderDecoder', in_channels=4, base_channel
 model = dict(
     type='PDGANInpaintor',
     data_preprocessor={{_base_.data_preprocessor}},
-    prior=dict(generator=prior_generator, checkpoint='work_dirs/base_demo'),  # a .pth or the base model's work dir
+    # a .pth or the base model's work dir; composite: SPDNorm sees the prior's completion with the known pixels
+    # restored (PD-GAN's own recipe, pdgan_paper_256.py, uses the raw prior output: composite=False)
+    prior=dict(generator=prior_generator, checkpoint='work_dirs/base_demo', composite=True),
     encdec=dict(type='SPDNormGenerator', z_dim=64, latent_size=4, channels=(128, 128, 64, 64, 32),
                 mask_numbers=(2, 3, 4, 5), mask_kernels=(3, 3, 3, 5), hidden=32, self_attn_after=2),
     disc=dict(type='MultiScalePatchDiscriminator', in_channels=3, base_channels=32, num_layers=3, num_scales=2),

@@ -54,6 +54,9 @@ val_dataloader = dict(
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=val_dataset)
 test_dataloader = val_dataloader
+# The learning rates were set for this batch on one process: `tools/train.py --auto-scale-lr` scales them to
+# batch_size x processes / base_batch_size (mmengine's linear rule, as MMagic's --auto-scale-lr).
+auto_scale_lr = dict(enable=False, base_batch_size=4)
 
 # The seed's columns: L1 (MMagic's MAE on the hole, x100), PSNR, TV (x100) and FID. FID needs the Inception
 # TorchScript file: add dict(type='InpaintFID', inception_path='weights/inception-2015-12-05.pt') where you have it.
