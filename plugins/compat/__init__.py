@@ -14,6 +14,9 @@ module                 what it fixes (details and upstream issues in each module
 ``mmagic``             ``LoadImageFromFile`` names the file it cannot read, ``PairedRandomCrop`` both       on import
                        files and sizes of a pair that does not fit
 ``lmdb``               a clear error where the ``lmdb<2`` pin was overridden                                on import
+``wandb``              ``wandb.util.generate_id``, which BasicSR's wandb logger calls (optional extra)      on import
+``tensorboard``        the ``tensorboard`` command with both ``tb-nightly`` (BasicSR) and ``tensorboard``   on import
+                       (MMagic) installed: each plugin once
 =====================  ==================================================================================  ==========
 
 ``apply()`` runs once, from ``plugins/__init__.py``. The first two patches are applied at once (they must precede the
@@ -34,6 +37,8 @@ PATCHED_ON_IMPORT = {
     'mmengine.runner.runner': 'plugins.compat.mmengine',
     'mmagic.datasets.transforms.loading': 'plugins.compat.mmagic',
     'lmdb': 'plugins.compat.lmdb',
+    'wandb': 'plugins.compat.wandb',
+    'tensorboard.default': 'plugins.compat.tensorboard',
 }
 
 _APPLIED = False

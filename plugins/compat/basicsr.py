@@ -12,9 +12,11 @@ import collections
 import functools
 import logging
 import os
+import os.path as osp
 import shutil
 import sys
 import tempfile
+import warnings
 
 import cv2
 import numpy as np
@@ -24,9 +26,9 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..engine import data_faults, resume_policy
 from ..engine.basicsr import checkpoints, devices, mixed_precision, nonfinite_guard, resume, speed_options
-from ..engine.basicsr.options import (OptionsLoader, apply_force_yml, force_yml_arguments, has_bases, launcher_argument,
-                                      load_options, option_file_argument, options_to_yaml)
-from ..engine.errors import DataFaultError
+from ..engine.basicsr.options import (OptionsLoader, add_run_defaults, apply_force_yml, force_yml_arguments, has_bases,
+                                      launcher_argument, load_options, option_file_argument, options_to_yaml)
+from ..engine.errors import DataFaultError, OptionsError
 
 MULTI_VALIDATION_WARNING = 'Multiple validation datasets are *only* supported by SRModel.'
 
@@ -42,6 +44,10 @@ def apply(basicsr) -> None:
     _patch_training_step(basicsr, run)
     _patch_data_faults(basicsr)
     _drop_multi_validation_warning()
+    # `python -m basicsr.train`: runpy warns that basicsr.train was imported (by basicsr/__init__.py) before it runs
+    # as __main__, "this may result in unpredictable behaviour"; _adopt_patches makes __main__ run the patched one.
+    warnings.filterwarnings('ignore', message=r"'basicsr\.(train|test)' found in sys\.modules after import of package "
+                            "'basicsr'", category=RuntimeWarning)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -66,7 +72,12 @@ def _patch_options_inheritance(basicsr, run: resume.TrainingRun) -> None:
     duplicate keys), so every file BasicSR reads is plain YAML, whoever calls it. Patching the loader rather than
     always handing BasicSR a flat copy keeps the experiment folder's copy of a file without ``_base_`` the user's own
     text (comments included); and ``parse_options`` reads every ``-opt`` file through ``load_options`` first, which
-    stops a file with a Python tag or a duplicate key with one ``OptionsError`` line before BasicSR opens it."""
+    stops a file with a Python tag or a duplicate key with one ``OptionsError`` line before BasicSR opens it.
+
+    BasicSR's own scripts (``python -m basicsr.train -opt X.yml``, ``python -m basicsr.test``) run as our tools do:
+    the options check first, outputs under the working directory (``_output_root``), and the patched pipeline
+    (``_adopt_patches``). Every run gets our defaults for what BasicSR leaves off (``add_run_defaults``: progress
+    bars in validation and test)."""
     options_module = basicsr.utils.options
     original_parse = options_module.parse_options
     original_ordered_yaml = options_module.ordered_yaml
@@ -78,7 +89,12 @@ def _patch_options_inheritance(basicsr, run: resume.TrainingRun) -> None:
 
     def parse_options(root_path, is_train=True):
         argv = list(sys.argv)
+        root_path = _output_root(basicsr, root_path)
         index, path = option_file_argument(argv)
+        script = _toolbox_script(basicsr)
+        if script is not None:
+            _adopt_patches(script, sys.modules['__main__'])
+            _check_options_of_toolbox_script(path, is_train, argv)
         if path is None or not os.path.isfile(path):
             return original_parse(root_path, is_train)
         options = load_options(path)  # read once: the device plan and the flat copy both use it
@@ -96,6 +112,7 @@ def _patch_options_inheritance(basicsr, run: resume.TrainingRun) -> None:
         finally:
             sys.argv = argv
         _apply_device_plan(opt, run.device_plan)
+        add_run_defaults(opt)
         return opt, args
 
     options_module.parse_options = parse_options
@@ -103,10 +120,55 @@ def _patch_options_inheritance(basicsr, run: resume.TrainingRun) -> None:
     basicsr.train.parse_options = basicsr.test.parse_options = parse_options
 
 
+def _output_root(basicsr, root_path: str) -> str:
+    """BasicSR's own ``train.py`` and ``test.py`` (``python -m basicsr.train``) pass the folder above the ``basicsr``
+    package as ``root_path``, under which ``parse_options`` puts ``experiments/``, ``results/`` and ``tb_logger/``:
+    ``site-packages`` for an installed BasicSR. Their outputs go under the working directory instead, as those of
+    ``tools/train.py`` (and of BasicSR's scripts run from a BasicSR checkout). Other roots are kept."""
+    toolbox_root = osp.dirname(osp.dirname(osp.abspath(basicsr.__file__)))
+    return os.getcwd() if osp.realpath(root_path) == osp.realpath(toolbox_root) else root_path
+
+
+def _toolbox_script(basicsr):
+    """``basicsr.train`` or ``basicsr.test`` when the running script (``__main__``) is BasicSR's own ``train.py`` or
+    ``test.py`` (``python -m basicsr.train``, ``python basicsr/train.py``), else None."""
+    main_file = getattr(sys.modules.get('__main__'), '__file__', None)
+    if not main_file:
+        return None
+    for module in (basicsr.train, basicsr.test):
+        if osp.realpath(main_file) == osp.realpath(module.__file__):
+            return module
+    return None
+
+
+def _adopt_patches(module, main) -> None:
+    """``python -m basicsr.train`` runs ``train.py`` a second time as ``__main__`` (``import basicsr`` has imported
+    and patched it as ``basicsr.train``), with its own globals: the unpatched functions and the names it imported
+    (``build_model``, ``EnlargedSampler``). ``train_pipeline`` calls ``parse_options`` first and looks every other
+    name up when it calls it, so binding in ``__main__`` every name that the patches replaced in ``module`` makes
+    the script run the patched pipeline."""
+    for name, value in vars(module).items():
+        if getattr(value, '__module__', '').startswith('plugins.') and name in vars(main):
+            setattr(main, name, value)
+
+
+def _check_options_of_toolbox_script(path, is_train: bool, argv) -> None:
+    """BasicSR's own scripts check the options as ``tools/train.py`` does: the first problem is one ``error:`` line
+    and exit status 2, before any work."""
+    from ..engine.basicsr.options_check import check_basicsr_options  # its checks import more of BasicSR
+    try:
+        check_basicsr_options(path, is_train=is_train, force_yml=force_yml_arguments(argv),
+                              launcher=launcher_argument(argv))
+    except OptionsError as err:
+        print(f'error: {err}', file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def _apply_device_plan(opt, plan: devices.DevicePlan) -> None:
     """Give BasicSR's options the planned ``num_gpu`` (its models put themselves on CUDA when it is not 0) and say
     on rank 0 what the plan changed."""
     opt['num_gpu'] = plan.num_gpu
+    devices.record_process_group(opt)  # the logged dist_params name the backend used (gloo on CPU), not the file's
     lines = list(plan.notes)
     for phase, dataset in (opt.get('datasets') or {}).items():
         if plan.device_type == 'cpu' and dataset.get('prefetch_mode') == 'cuda':
@@ -203,6 +265,8 @@ def _patch_resume_and_checkpoints(basicsr, run: resume.TrainingRun) -> None:
     train, base_model = basicsr.train, basicsr.models.base_model.BaseModel
 
     def load_resume_state(opt):
+        if 'root_path' in opt:  # train_pipeline has just set it to its own root_path, under which it puts tb_logger/
+            opt['root_path'] = _output_root(basicsr, opt['root_path'])
         run.start()
         resume_state_path = None
         if opt['auto_resume']:

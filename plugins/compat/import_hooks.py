@@ -55,21 +55,28 @@ class _HookedLoader(importlib.abc.Loader):
         return getattr(self._loader, attr)
 
 
+def find_spec(fullname: str, path=None, target=None):
+    """The spec the finders of ``sys.meta_path`` (this module's aside) give the module ``fullname``, its loader wrapped
+    to run the hooks that wait for it; None when no finder knows it. For a finder that must answer in the import
+    system's place (``restoration_plugins_startup``, which has just installed the hooks of this import)."""
+    for finder in list(sys.meta_path):
+        if finder is _FINDER or not hasattr(finder, 'find_spec'):
+            continue
+        spec = finder.find_spec(fullname, path, target)
+        if spec is not None:
+            if fullname in _HOOKS and spec.loader is not None and hasattr(spec.loader, 'exec_module'):
+                spec.loader = _HookedLoader(spec.loader, fullname)
+            return spec
+    return None
+
+
 class _PostImportFinder(importlib.abc.MetaPathFinder):
     """First on ``sys.meta_path``: for a watched module, asks the other finders for its spec and wraps the loader."""
 
     def find_spec(self, fullname, path, target=None):
         if fullname not in _HOOKS:
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, 'find_spec'):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                if spec.loader is not None and hasattr(spec.loader, 'exec_module'):
-                    spec.loader = _HookedLoader(spec.loader, fullname)
-                return spec
-        return None
+        return find_spec(fullname, path, target)
 
 
 _FINDER = _PostImportFinder()

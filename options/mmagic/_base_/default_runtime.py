@@ -30,8 +30,16 @@ log_level = 'INFO'
 # Merged into every config's default_hooks (plugins/engine/mmengine/hooks.py). nonfinite_guard: a NaN/Inf loss or gradient
 # skips the step; `patience` such iterations in a row save the last good weights and stop the run (0 turns it off).
 # torch_random_state: checkpoints carry torch's random state, so that --resume continues a run bit for bit.
+# process_group: a distributed run logs the backend it actually uses (gloo on CPU processes, whatever dist_cfg says).
 default_hooks = dict(nonfinite_guard=dict(type='NonFiniteGuardHook', patience=10),
-                     torch_random_state=dict(type='TorchRandomStateHook'))
+                     torch_random_state=dict(type='TorchRandomStateHook'),
+                     process_group=dict(type='ProcessGroupLogHook'))
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
+# Where the logged scalars (losses, learning rates, validation metrics) go besides the log: scalars.json
+# (LocalVisBackend) and TensorBoard events (TensorboardVisBackend), both in work_dirs/<config>/<timestamp>/vis_data/;
+# `tensorboard --logdir work_dirs` shows every run. With wandb installed (pip install ".[wandb]") add
+# dict(type='WandbVisBackend', init_kwargs=dict(project='...')).
+vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 load_from = None
 resume = False

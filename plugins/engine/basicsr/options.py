@@ -168,6 +168,14 @@ def load_options(path: str) -> Dict:
     return _resolve_bases(path, opt) if BASE_KEY in opt else opt
 
 
+def add_run_defaults(opt: Dict) -> Dict:
+    """Set, in BasicSR's parsed options, what every run has unless its file says otherwise: progress bars over the
+    images of validation and test (``val: pbar: true``; BasicSR's default is off). Returns ``opt``."""
+    if isinstance(opt.get('val'), dict):
+        opt['val'].setdefault('pbar', True)
+    return opt
+
+
 def option_file_argument(argv: List[str]):
     """(index, path) of BasicSR's ``-opt X`` / ``-opt=X`` in a command line, or (None, None)."""
     for index, arg in enumerate(argv):

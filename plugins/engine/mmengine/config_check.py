@@ -2,7 +2,8 @@
 BasicSR options: a ``type`` that no registry holds and an argument that the named class does not take (each with the
 closest name), data folders that do not exist, the values of the reliability settings (``on_data_fault``, the
 non-finite guard's patience) and of the distributed ones (``sync_bn``, ``env_cfg.dist_cfg.timeout``), a training
-budget that is not positive (``train_cfg.max_iters``), dataloader keys that neither mmengine nor torch's
+budget that is not positive (``train_cfg.max_iters``), a visualizer backend whose package is missing (wandb,
+TensorBoard), dataloader keys that neither mmengine nor torch's
 ``DataLoader`` takes (``batch_sze``), and optimizer arguments that must be numbers (``lr='1e-3'``) or positive. Each
 problem is one ``OptionsError`` naming the config entry.
 
@@ -17,6 +18,7 @@ from typing import Any, Dict, Optional
 
 import mmagic.registry
 
+from .. import optional_packages
 from ..data_faults import OPTION as DATA_FAULT_OPTION, POLICIES
 from ..errors import OptionsError
 from ..nonfinite import valid_patience
@@ -201,11 +203,28 @@ def _check_optimizer(optimizer: Dict, path: str, where: str) -> None:
             raise OptionsError(f'{where}: {path}.{key} must be > 0, got {value!r}')
 
 
+VIS_BACKEND_PACKAGES = {'WandbVisBackend': 'wandb', 'TensorboardVisBackend': 'tensorboard'}
+
+
+def _check_vis_backends(cfg, where: str) -> None:
+    """A visualizer backend whose package is missing (``WandbVisBackend``: wandb, an optional extra;
+    ``TensorboardVisBackend``: tensorboard) would fail when the Runner builds its visualizer."""
+    visualizer = cfg.get('visualizer') or {}
+    for path, backends in (('visualizer.vis_backends', visualizer.get('vis_backends')),
+                           ('vis_backends', cfg.get('vis_backends'))):
+        for index, backend in enumerate(backends or []):
+            module = VIS_BACKEND_PACKAGES.get(backend.get('type')) if isinstance(backend, dict) else None
+            if module:
+                optional_packages.require(module, f"{path}[{index}] ({backend['type']})", where,
+                                          f'remove it from {path}')
+
+
 def check_mmengine_config(cfg, where: str, phases: Optional[tuple] = None) -> None:
     """Raise ``OptionsError`` for the first problem of ``cfg`` (an mmengine ``Config``). ``phases`` limits the data
     checks to some dataloaders (``('test',)`` for tools/test.py); every class is checked anyway."""
     _check_reliability_values(cfg, where)
     _check_distributed_values(cfg, where)
+    _check_vis_backends(cfg, where)
     if phases is None or 'train' in phases:
         _check_budget(cfg, where)
     _check_dataloader_arguments(cfg, where, phases or ('train', 'val', 'test'))
