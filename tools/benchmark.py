@@ -1,16 +1,22 @@
 """Speed of a network or of its training: parameters, FLOPs, latency and peak memory of the network_g of a BasicSR
-options file, or (--train) iterations per second, data-wait share and peak memory of training runs.
+options file or of the generator of an mmengine config, or (--train) iterations per second, data-wait share and
+peak memory of training runs.
 
     python tools/benchmark.py -opt options/train/classic/srcnn_x2.yml [--input-size 1x1x270x480] [--runs 10]
         [--warmup 2] [--device cpu|cuda] [--amp bf16|fp16 | --fp16] [--channels-last] [--compile
         [--compile-backend B]] [--json FIGURES.json]
+    python tools/benchmark.py options/mmagic/classic/srcnn_x2_demo.py [--checkpoint CKPT] [same flags]
     python tools/benchmark.py --train -opt options/train/classic/srcnn_x2.yml [more options files or configs]
         [--iters 20] [--warmup 5] [--workers N] [--device cpu|cuda] [--amp bf16|fp16] [--channels-last]
         [--compile [--compile-backend B]] [--random-init] [--force_yml KEY:SUB=VALUE ...]
         [--cfg-options KEY=VALUE ...] [--json F]
 
-Network: the input size defaults to the options' `benchmark: {input_size: [N, C, H, W]}`, else 1x3x1080x1920 with
-C set to the network's input channels. FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (convolutions,
+Network: the input size defaults to the options' (or config's) `benchmark: {input_size: [N, C, H, W]}`, else
+1x3x1080x1920 with C set to the network's input channels. An mmengine config's model is built as tools/infer.py
+builds it (its generator is timed, the EMA one where kept; a line's adapter may time a whole inference step
+instead: the inpainting models' masked image + mask -> composite, 1x4xSxS at their working size S by default).
+--checkpoint loads mmengine weights (speed does not depend on them; PD-GAN configs need it or their prior's
+checkpoint, since building the model reads the prior's weights). FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (convolutions,
 matrix products, attention; not element-wise ops, activations, interpolation, normalisation or pooling). The logic
 is in plugins/common/complexity.py.
 
@@ -30,6 +36,10 @@ import sys
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # the repository root, for `import plugins`
 
+# First, before mmengine (parse_args): the compat patches, then the BasicSR lines' registrations, whole, before any
+# module of ours imports BasicSR.
+import plugins  # noqa: E402,F401
+
 
 def parse_args(argv):
     from mmengine.config import DictAction  # mmengine parses --cfg-options as MMagic's tools do
@@ -39,7 +49,10 @@ def parse_args(argv):
     parser.add_argument('-opt', action='append', default=[], metavar='OPTIONS.yml',
                         help='BasicSR options file (network: its network_g; --train: its training; may repeat)')
     parser.add_argument('configs', nargs='*', metavar='FILE',
-                        help='--train only: more BasicSR options files (.yml) or mmengine configs (.py)')
+                        help='an mmengine config (.py) for the network benchmark; --train: more BasicSR options files '
+                        '(.yml) or mmengine configs (.py)')
+    parser.add_argument('--checkpoint', default=None,
+                        help='network benchmark of an mmengine config: its checkpoint (.pth) to load')
     parser.add_argument('--train', action='store_true', help='measure training iterations instead of the network')
     parser.add_argument('--input-size', default=None, help='N x C x H x W, e.g. 1x3x1080x1920 (default: see above)')
     parser.add_argument('--runs', type=int, default=10, help='timed forward passes (default: 10)')
@@ -72,9 +85,14 @@ def parse_args(argv):
             parser.error('--train needs options files (-opt X.yml) or mmengine configs (X.py)')
         if args.fp16:
             parser.error('--fp16 is for the network benchmark; training takes --amp fp16')
+        if args.checkpoint:
+            parser.error('--checkpoint is for the network benchmark of an mmengine config')
     else:
-        if len(args.opt) != 1 or args.configs:
-            parser.error('the network benchmark takes one -opt options file (several files: --train)')
+        if len(files) != 1:
+            parser.error('the network benchmark takes one -opt options file or one mmengine config (several files: '
+                         '--train)')
+        if args.checkpoint and not files[0].endswith('.py'):
+            parser.error('--checkpoint is for mmengine configs (a BasicSR options file names its weights itself)')
         if args.force_yml or args.cfg_options or args.workers is not None or args.random_init:
             parser.error('--force_yml, --cfg-options, --workers and --random-init are for --train')
     args.files = files
@@ -95,10 +113,26 @@ def _error(err):
     sys.exit(2)
 
 
+def config_network(path, checkpoint):
+    """(network to time, the options-like dict resolve_input_size reads, default input size) of an mmengine config."""
+    from plugins.common.inference import inference_adapters
+    from plugins.engine.mmengine.config_model import build_config_model, generator_of, read_config
+    cfg = read_config(path)  # imports its custom_imports: the line's components and adapters
+    builder = next((a for a in inference_adapters() if a.builds_config(cfg)), None)
+    if checkpoint and builder is not None:
+        model = builder.build_from_config(path, checkpoint)
+    else:
+        model = build_config_model(cfg, path, checkpoint)
+    timed = next((t for t in (a.timed_network(model, path) for a in inference_adapters()) if t is not None), None)
+    net, default = timed if timed is not None else (generator_of(model), '1x3x1080x1920')
+    bench = cfg.get('benchmark')
+    return net, {'name': cfg.get('experiment_name'), 'benchmark': bench.to_dict() if hasattr(bench, 'to_dict')
+                 else bench}, default
+
+
 def network_main(args):
     import torch
 
-    import plugins  # noqa: F401  (compat patches, then every registration)
     from plugins.common.complexity import benchmark, format_table, resolve_input_size
     from plugins.engine.basicsr.networks import build_network_from_options
     from plugins.engine.basicsr.options import load_options
@@ -106,22 +140,26 @@ def network_main(args):
     path = args.files[0]
     device = args.device or ('cuda' if torch.cuda.is_available() else 'cpu')
     try:
-        opt = load_options(path)
-        net = build_network_from_options(opt, source=path)
-        size, origin = resolve_input_size(args.input_size, opt, net, source=path)
+        if path.endswith('.py'):
+            net, opt, default = config_network(path, args.checkpoint)
+        else:
+            opt, default = load_options(path), '1x3x1080x1920'
+            net = build_network_from_options(opt, source=path)
+        size, origin = resolve_input_size(args.input_size, opt, net, default=default, source=path)
         result = benchmark(net, size, device=device, runs=args.runs, warmup=args.warmup,
                            channels_last=args.channels_last, use_compile=args.compile, fp16=args.fp16, amp=args.amp,
                            compile_backend=args.compile_backend)
     except OptionsError as err:
         _error(err)
     result.update(options=path, options_name=opt.get('name'), input_source=origin)
+    if args.checkpoint:
+        result.update(checkpoint=args.checkpoint)
     print(format_table(result))
     if args.output:
         _write_json(args.output, result)
 
 
 def train_main(args):
-    import plugins  # noqa: F401  (compat patches, then every BasicSR registration)
     from plugins.common.training_speed import format_training_table, training_speed, training_speed_in_subprocess
     from plugins.engine.errors import OptionsError
     kwargs = dict(iters=args.iters, warmup=args.warmup, force_yml=args.force_yml, cfg_options=args.cfg_options,

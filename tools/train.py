@@ -1,7 +1,7 @@
 """Train with BasicSR (`-opt options/train/<line>/<x>.yml`) or mmengine/MMagic (`options/mmagic/<line>/<x>.py`).
 
     python tools/train.py -opt options/train/classic/srcnn_x2.yml [--launcher pytorch] [--auto_resume] [--debug] [--force_yml k:sub=v] [--print-options]
-    python tools/train.py options/mmagic/classic/srcnn_x2_demo.py [--launcher pytorch] [--work-dir DIR] [--resume] [--amp] [--cfg-options k=v]
+    python tools/train.py options/mmagic/classic/srcnn_x2_demo.py [--launcher pytorch] [--work-dir DIR] [--resume] [--amp] [--auto-scale-lr] [--cfg-options k=v]
 
 Multi-process or multi-node: `torchrun [--nnodes N --node_rank R --master_addr A --master_port P] --nproc_per_node G tools/train.py ... --launcher pytorch`.
 """

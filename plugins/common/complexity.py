@@ -33,7 +33,9 @@ def input_channels(net: nn.Module, net_opt: Optional[Dict] = None) -> Tuple[Opti
     Args:
         net (nn.Module): The network.
         net_opt (dict | None): Its ``network_g`` options; ``num_in_ch`` (or ``in_channels``, ``in_nc``,
-            ``in_chans``) there wins over the first convolution of ``net``.
+            ``in_chans``) there wins over an ``int`` attribute of that name on ``net`` itself (a wrapper that
+            declares its input, such as the inpainting step ``tools/benchmark.py`` times), which wins over the
+            first convolution of ``net``.
 
     Returns:
         (channels or None when unknown, a description of the source such as 'network_g.num_in_ch').
@@ -41,6 +43,10 @@ def input_channels(net: nn.Module, net_opt: Optional[Dict] = None) -> Tuple[Opti
     for key in _IN_CHANNEL_KEYS:
         if net_opt and isinstance(net_opt.get(key), int):
             return net_opt[key], f'network_g.{key}'
+    for key in _IN_CHANNEL_KEYS:
+        value = getattr(net, key, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, f'{type(net).__name__}.{key}'
     for name, module in net.named_modules():
         if isinstance(module, nn.modules.conv._ConvNd):
             return module.in_channels, f'in_channels of the first convolution ({name})'
@@ -296,7 +302,8 @@ def format_table(result: Dict) -> str:
     """The figures of ``benchmark`` (plus the optional 'options' and 'input_source' keys) as a Markdown table."""
     lat, modes = result['latency_ms'], result['modes']
     rows = [
-        ('network', result['network'] + (f' (network_g of {result["options"]})' if result.get('options') else '')),
+        ('network', result['network'] + (f' ({"network_g" if not str(result.get("options")).endswith(".py") else "from"}'
+                                         f' {result["options"]})' if result.get('options') else '')),
         ('device', result['device_name']),
         ('torch', result['torch_version']),
         ('input N x C x H x W', 'x'.join(map(str, result['input_size']))

@@ -2,9 +2,16 @@
 adapters that research lines register for networks that need more than an image.
 
 ``tools/infer.py`` names no line. It builds its command line from every registered adapter's flags, picks the first
-adapter that accepts the network (the lines' adapters before the plain path), refuses the flags of the adapters it
-did not pick with their own message, and runs the chosen one on each image. A line adds an adapter by subclassing
-``InferenceAdapter`` in its ``inference.py`` and calling ``register_inference_adapter`` at import.
+adapter that accepts the network (adapters that recognise their networks by class first, then those that go by the
+number of input channels, the plain path last), refuses the flags of the adapters it did not pick with their own
+message, runs the chosen one on each image, and lets it write what it gathered over all images (``finish``). A line
+adds an adapter by subclassing ``InferenceAdapter`` in its ``inference.py`` and calling
+``register_inference_adapter`` at import. The BasicSR lines' adapters register with ``import plugins``; an mmengine
+line's (inpainting) registers when its config's ``custom_imports`` import the line.
+
+For mmengine configs an adapter may also build the config's model itself (``builds_config`` /
+``build_from_config``: PD-GAN takes its prior's weights from the checkpoint) and give the module that
+``tools/benchmark.py`` times (``timed_network``).
 """
 import argparse
 from typing import Callable, List, Optional, Tuple
@@ -14,7 +21,6 @@ import torch
 from torch import nn
 
 from ..engine.errors import OptionsError
-from .tiled_inference import super_resolve
 
 # One image in (BGR uint8 (H, W, 3)), named outputs out: [(suffix added to the file stem, BGR uint8 image), ...].
 ImageRunner = Callable[[np.ndarray], List[Tuple[str, np.ndarray]]]
@@ -26,6 +32,9 @@ class InferenceAdapter:
 
     name = 'network'
     flags: Tuple[str, ...] = ()
+    # True: ``accepts`` recognises the network by its class; such adapters are asked before those that go by the
+    # number of input channels (a 4-channel TSRN or inpainting generator is not a low-light network).
+    specific = False
 
     def add_arguments(self, group) -> None:
         """Add this adapter's own flags to ``tools/infer.py``'s command line (an argument group named after it)."""
@@ -48,6 +57,30 @@ class InferenceAdapter:
         eval mode, and return the function that runs one image."""
         raise NotImplementedError
 
+    def start_file(self, path: str) -> None:
+        """Called by ``tools/infer.py`` before the runner runs the image read from ``path`` (adapters that match
+        other files to the input, or tabulate per file, keep it). Default: nothing."""
+
+    def finish(self, out_dir: str) -> List[str]:
+        """Called once after the last image: write what the runner gathered over all images into ``out_dir`` and
+        return the lines to print. Default: nothing."""
+        return []
+
+    def builds_config(self, cfg) -> bool:
+        """Whether this adapter builds the model of the mmengine config ``cfg`` itself (``build_from_config``)."""
+        return False
+
+    def build_from_config(self, config: str, checkpoint: str) -> nn.Module:
+        """The model of ``config`` with the weights of ``checkpoint``, in eval mode on the CPU (``OptionsError`` for
+        a checkpoint that does not fit)."""
+        raise NotImplementedError
+
+    def timed_network(self, net: nn.Module, where: str) -> Optional[Tuple[nn.Module, str]]:
+        """For ``tools/benchmark.py``: a one-input module that runs what this adapter's inference runs, and its
+        default input size ('NxCxHxW'), for a ``net`` (the model of the config ``where``) that is not a plain
+        one-input network; None for the networks this adapter does not run."""
+        return None
+
 
 class SuperResolutionAdapter(InferenceAdapter):
     """Plain SR networks of 1 (Y, with bicubic Cb/Cr) or 3 (RGB) input channels, whole or in tiles
@@ -59,6 +92,7 @@ class SuperResolutionAdapter(InferenceAdapter):
         return channels in (1, 3)
 
     def prepare(self, net, channels, args, scale, where, device) -> ImageRunner:
+        from .tiled_inference import super_resolve  # BasicSR's colour helpers: not imported by the MMagic lines
         net = net.eval().to(device)
         channels_last = bool(getattr(args, 'channels_last', False))
         return lambda img: [('', super_resolve(net, img, scale, channels, args.tile, args.tile_pad, channels_last))]
@@ -76,8 +110,9 @@ def register_inference_adapter(adapter: InferenceAdapter) -> InferenceAdapter:
 
 
 def inference_adapters() -> List[InferenceAdapter]:
-    """Every adapter, the lines' first, the plain SR path last."""
-    return _ADAPTERS + [_DEFAULT]
+    """Every adapter in the order they are asked: the lines' adapters that recognise networks by class, then the
+    lines' other adapters (each group in registration order), the plain SR path last."""
+    return [a for a in _ADAPTERS if a.specific] + [a for a in _ADAPTERS if not a.specific] + [_DEFAULT]
 
 
 def adapter_for(net: nn.Module, channels: Optional[int], args: argparse.Namespace, where: str) -> InferenceAdapter:

@@ -30,7 +30,8 @@ mmengine flags: --work-dir DIR --cfg-options KEY=VALUE ... --launcher {{none,pyt
 Multi-process or multi-node: torchrun [--nnodes N --node_rank R --master_addr A --master_port P]
   --nproc_per_node G tools/{tool}.py ... --launcher pytorch
 '''
-MM_EXTRA = {True: ' --resume [--allow-fresh-start] --amp [--amp-dtype bfloat16]', False: ' --checkpoint CKPT'}
+MM_EXTRA = {True: ' --resume [--allow-fresh-start] --amp [--amp-dtype bfloat16]\n  --auto-scale-lr',
+            False: '\n  CHECKPOINT (positional, as MMagic; or --checkpoint CHECKPOINT) --out METRICS.json'}
 
 
 def _die(message: str, status: int = 2, argv: Optional[List[str]] = None) -> None:

@@ -4,9 +4,16 @@ The flags are those of MMagic's own ``tools/train.py`` and ``tools/test.py``; th
 resume and distributed launch are mmengine's ``Runner``::
 
     python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp [--amp-dtype {float16,bfloat16}]]
-                                 [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}] [--local_rank N]
-                                 [--allow-fresh-start]
-    python tools/test.py CONFIG --checkpoint CKPT [--work-dir DIR] [--cfg-options k=v ...] [--launcher ...]
+                                 [--auto-scale-lr] [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+                                 [--local_rank N] [--allow-fresh-start]
+    python tools/test.py CONFIG CHECKPOINT [--out METRICS.json] [--work-dir DIR] [--cfg-options k=v ...]
+                                 [--launcher ...]      (``--checkpoint CHECKPOINT`` works too)
+
+``--auto-scale-lr`` turns on the config's ``auto_scale_lr`` (``base_batch_size``: the total batch its learning
+rates are for); mmengine's Runner then multiplies every optimizer's learning rate by (processes x batch size) /
+``base_batch_size``. MMagic 1.2's own ``tools/train.py`` accepts the flag but never reads it (OpenMMLab's other
+toolboxes set ``auto_scale_lr.enable``, as here). ``--out`` writes the test metrics to a JSON, YAML or pickle file
+(by its extension) as MMagic's ``tools/test.py`` does, with ``mmengine.dump``.
 
 ``--amp`` makes every optimizer wrapper of the config a ``DeviceAmpOptimWrapper`` (``optim_wrappers.py``):
 MMagic's own ``tools/train.py`` sets ``optim_wrapper.type = 'AmpOptimWrapper'`` at the top of the config, which
@@ -23,6 +30,7 @@ from typing import List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
+from mmengine.hooks import Hook
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
@@ -56,7 +64,7 @@ def _load_config(args: argparse.Namespace, phases: Tuple[str, ...]):
              'options/mmagic/classic/srcnn_x2_demo.py)')
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    cfg = _read_config(args.config)
+    cfg = read_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -70,7 +78,7 @@ def _load_config(args: argparse.Namespace, phases: Tuple[str, ...]):
     return cfg
 
 
-def _read_config(path: str):
+def read_config(path: str):
     """mmengine's ``Config.fromfile``, with a Python syntax error in the config or one of its ``_base_`` files
     reported as ``OptionsError`` naming that file and line (mmengine's own message says ``<unknown>``)."""
     try:
@@ -164,6 +172,9 @@ def train_main(argv: List[str]) -> None:
     parser.add_argument('--amp-dtype', choices=AMP_DTYPES,
                         help='the autocast dtype of --amp (implies --amp): float16 (default) or bfloat16 (no loss '
                         'scaling; GPUs of compute capability >= 8.0, and the useful one on a CPU)')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rates by (processes x batch size) / auto_scale_lr.base_batch_size '
+                        'of the config (mmengine\'s auto_scale_lr)')
     parser.add_argument(resume_policy.FLAG, action='store_true',
                         help='with --resume: when checkpoints exist but none can be read, start again from iteration '
                         '0 (without it the run stops and lists them)')
@@ -173,6 +184,8 @@ def train_main(argv: List[str]) -> None:
     _check_devices(cfg, args)
     if args.amp or args.amp_dtype:
         enable_amp(cfg, args.amp_dtype)
+    if args.auto_scale_lr:
+        enable_auto_scale_lr(cfg, args.config)
     if args.resume:
         # With load_from unset, the Runner resumes from the work dir's last_checkpoint (mmengine's resume='auto').
         cfg.resume = True
@@ -182,13 +195,64 @@ def train_main(argv: List[str]) -> None:
     runner.train()
 
 
+def enable_auto_scale_lr(cfg, source: str) -> None:
+    """``--auto-scale-lr``: ``cfg.auto_scale_lr.enable = True``; ``OptionsError`` when the config has no
+    ``auto_scale_lr`` with a positive ``base_batch_size``."""
+    scale = cfg.get('auto_scale_lr')
+    base = scale.get('base_batch_size') if isinstance(scale, dict) else None
+    if isinstance(base, bool) or not isinstance(base, int) or base < 1:
+        found = 'has no auto_scale_lr' if scale is None else f'has auto_scale_lr={scale!r}'
+        raise OptionsError(f'--auto-scale-lr: config {source!r} {found}; it needs auto_scale_lr = dict('
+                           'base_batch_size=N), N the total batch size its learning rates are for (add it to the '
+                           'config or give --cfg-options auto_scale_lr.base_batch_size=N)')
+    scale.enable = True
+
+
+DUMP_FORMATS = ('.json', '.yaml', '.yml', '.pkl', '.pickle')
+
+
+class DumpMetricsHook(Hook):
+    """``tools/test.py --out FILE``: write the test metrics to ``FILE`` with ``mmengine.dump`` (the format from the
+    extension), on the main process, as MMagic's ``tools/test.py`` does."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        import mmengine
+        from mmengine.dist import is_main_process
+        if metrics is not None and is_main_process():
+            folder = osp.dirname(osp.abspath(self.path))
+            os.makedirs(folder, exist_ok=True)
+            mmengine.dump({k: (v.item() if hasattr(v, 'item') else v) for k, v in metrics.items()}, self.path)
+            runner.logger.info(f'Test metrics written to {self.path}')
+
+
 def test_main(argv: List[str]) -> None:
-    """``tools/test.py CONFIG --checkpoint CKPT ...``: evaluate a checkpoint with the config's test_* setup."""
+    """``tools/test.py CONFIG CHECKPOINT ...`` (or ``--checkpoint CHECKPOINT``, as before): evaluate a checkpoint
+    with the config's test_* setup; ``--out FILE`` also writes the metrics there."""
     parser = argparse.ArgumentParser(prog='tools/test.py', description='Test a checkpoint with an mmengine config.')
     _common_args(parser)
-    parser.add_argument('--checkpoint', required=True, help='checkpoint file (.pth) written by tools/train.py')
+    parser.add_argument('checkpoint', nargs='?', default=None,
+                        help='checkpoint file (.pth) written by tools/train.py (MMagic\'s positional form)')
+    parser.add_argument('--checkpoint', dest='checkpoint_flag', default=None, metavar='CHECKPOINT',
+                        help='the same, as a flag')
+    parser.add_argument('--out', default=None, help='also write the test metrics to this file (.json, .yaml or '
+                        '.pkl, as MMagic\'s tools/test.py)')
     args = parser.parse_args(argv)
     resume_policy.take_flag([])
+    if args.checkpoint and args.checkpoint_flag and args.checkpoint != args.checkpoint_flag:
+        raise OptionsError(f'two checkpoints given: {args.checkpoint!r} and --checkpoint {args.checkpoint_flag!r}; '
+                           'give one')
+    args.checkpoint = args.checkpoint or args.checkpoint_flag
+    if not args.checkpoint:
+        raise OptionsError('give the checkpoint to test: python tools/test.py CONFIG CHECKPOINT (e.g. '
+                           'work_dirs/<config stem>/iter_300.pth)')
+    if args.out and osp.splitext(args.out)[1].lower() not in DUMP_FORMATS:
+        raise OptionsError(f'--out {args.out!r}: the file name must end in {", ".join(DUMP_FORMATS)} (the format '
+                           'mmengine.dump writes)')
     if not osp.isfile(args.checkpoint):
         raise OptionsError(f'checkpoint {args.checkpoint!r} not found (expected a .pth written by tools/train.py, '
              'e.g. work_dirs/<config stem>/iter_300.pth)')
@@ -200,4 +264,6 @@ def test_main(argv: List[str]) -> None:
         raise OptionsError(f'config {args.config!r} has no {", ".join(missing)}: tools/test.py needs test_dataloader, '
                            'test_cfg and test_evaluator (they may repeat the val_* entries)')
     runner = _build_runner(cfg)
+    if args.out:
+        runner.register_hook(DumpMetricsHook(args.out), 'LOWEST')
     runner.test()
