@@ -76,6 +76,14 @@ def plan_devices(opt: Dict, distributed: bool, cuda_count: Optional[int] = None)
     return DevicePlan(device_type, num_gpu if device_type == 'cuda' else 0, backend, timeout_of(opt), notes)
 
 
+def record_process_group(opt: Dict) -> None:
+    """Write the backend of the initialised process group into ``opt['dist_params']['backend']``, so that the options
+    BasicSR logs (and ``dist_params`` as the run's code reads it) name the backend the run uses: gloo for CPU
+    processes, where the options file's ``dist_params`` says nccl. Nothing for a run without a process group."""
+    if opt.get('dist') and torch.distributed.is_available() and torch.distributed.is_initialized():
+        opt['dist_params'] = {**(opt.get('dist_params') or {}), 'backend': torch.distributed.get_backend()}
+
+
 def device_problem(opt: Dict, launcher: str, cuda_count: Optional[int] = None) -> Optional[str]:
     """What is wrong with ``num_gpu`` (a valid value: the options check tests its type first),
     ``dist_params:timeout`` and the CUDA prefetcher's ``pin_memory`` for this machine and launcher, or None."""

@@ -1,5 +1,6 @@
 """mmengine hooks of this package, registered in mmengine's root ``HOOKS`` (so any scope, MMagic's included,
 finds them by name)."""
+import os
 import os.path as osp
 
 import torch
@@ -83,6 +84,27 @@ class NonFiniteGuardHook(Hook):
             atomic_write_bytes(path.encode(), osp.join(runner.work_dir, 'last_checkpoint'), durable=False)
         return (f'The weights of iteration {current_iter - self.counter.consecutive} are saved as {path}, where '
                 '--resume starts.')
+
+
+@HOOKS.register_module()
+class ProcessGroupLogHook(Hook):
+    """Logs, once before the run, the process group a distributed run actually uses: ``Distributed: process group
+    gloo, world size 2, rank 0 on node 0``. mmengine's "Runtime environment" block prints ``env_cfg.dist_cfg``
+    as the config asks for it (``backend: nccl``), while a run on CPU processes uses gloo
+    (``plugins/compat/mmengine.py``); this line says which one was used, and says so when it differs from the
+    config. A single-process run logs nothing. In every config through ``default_runtime.py``."""
+    priority = 'VERY_LOW'
+
+    def before_run(self, runner) -> None:
+        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
+            return
+        backend = torch.distributed.get_backend()
+        asked = ((runner.cfg.get('env_cfg') or {}).get('dist_cfg') or {}).get('backend')
+        line = (f'Distributed: process group {backend}, world size {get_world_size()}, rank {get_dist_info()[0]} '
+                f'on node {os.environ.get("GROUP_RANK", "0")}')
+        if asked and asked != backend:
+            line += f' (env_cfg.dist_cfg.backend asks for {asked})'
+        runner.logger.info(line)
 
 
 @HOOKS.register_module()
