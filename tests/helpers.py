@@ -220,13 +220,29 @@ def run_tool(args: Sequence[str], cwd, timeout: int = 900, env: Optional[Dict] =
     return proc
 
 
-def torchrun(nproc: int = 2) -> List[str]:
-    """The torchrun command line for ``nproc`` CPU processes on a free local port."""
+def free_port() -> int:
+    """A TCP port of the loopback interface that is free now."""
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+def torchrun(nproc: int = 2) -> List[str]:
+    """The torchrun command line for ``nproc`` CPU processes on a free local port."""
     exe = shutil.which('torchrun', path=osp.dirname(sys.executable)) or 'torchrun'
-    return [exe, f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1', f'--master_port={port}']
+    return [exe, f'--nproc_per_node={nproc}', '--master_addr=127.0.0.1', f'--master_port={free_port()}']
+
+
+def torchrun_node(node_rank: int, port: int, rendezvous: str = 'static', nnodes: int = 2,
+                  job: str = 'test') -> List[str]:
+    """The torchrun command line of node ``node_rank`` of an ``nnodes``-node job simulated on this machine, one
+    process per node, on the loopback port ``port``: ``static`` (``--master_addr --master_port --node_rank``) or
+    ``c10d`` rendezvous (``--rdzv_backend=c10d --rdzv_endpoint --rdzv_id``, node ranks given by the rendezvous)."""
+    exe = shutil.which('torchrun', path=osp.dirname(sys.executable)) or 'torchrun'
+    cmd = [exe, f'--nnodes={nnodes}', '--nproc_per_node=1']
+    if rendezvous == 'static':
+        return cmd + [f'--node_rank={node_rank}', '--master_addr=127.0.0.1', f'--master_port={port}']
+    return cmd + [f'--rdzv_backend={rendezvous}', f'--rdzv_endpoint=127.0.0.1:{port}', f'--rdzv_id={job}']
 
 
 def load_tool(rel: str):

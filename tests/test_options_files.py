@@ -41,6 +41,9 @@ BASE_FILES = sorted(osp.relpath(p, REPO) for p in glob.glob(osp.join(REPO, 'opti
 EXTERNAL_IMAGE_FOLDERS = {
     'DIV2K/DIV2K_train_HR': 'train/HR',  # blind SR, paper and Real-ESRGAN scale: training HR images
     'Set5/GTmod12': 'val/HR',  # blind SR validation
+    'Set14/GTmod12': 'val/HR',  # blind SR, the official protocol's test sets
+    'BSD100/GTmod12': 'val/HR',
+    'Urban100/GTmod12': 'val/HR',
     'CelebA-HQ/train': 'train/HR',  # inpainting at 256x256
     'CelebA-HQ/val': 'val/HR',
 }
@@ -98,8 +101,9 @@ def _save_checkpoints(root: Path) -> None:
                 saved['params_ema'] = state
             torch.save(saved, path)
         elif experiment == 'pretrained_models':
-            torch.save(build_network_from_options(_load(rel), key, source=rel).state_dict(),
-                       path)
+            state = build_network_from_options(_load(rel), key, source=rel).state_dict()
+            param_key = (_load(rel).get('path') or {}).get('param_key' + key[len('network'):])
+            torch.save({param_key: state} if param_key else state, path)  # converted ones: {'params': ...}
         # anything else is left missing: the check then reports it, and a test below names the broken chain
 
 
@@ -143,8 +147,16 @@ def test_every_options_file_is_found():
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize('rel', BASICSR)
 def test_basicsr_options_resolve_and_pass_the_check(rel, standin, monkeypatch):
-    from plugins.engine.basicsr.options_check import check_basicsr_options
+    from basicsr.utils.registry import METRIC_REGISTRY
+
+    from plugins.engine.basicsr.options_check import check_basicsr_options, missing_extra
+    from plugins.engine.errors import OptionsError
     monkeypatch.chdir(standin)
+    metrics = ((_load(rel).get('val') or {}).get('metrics') or {}).values()
+    if any(missing_extra(METRIC_REGISTRY.get(m['type'])) for m in metrics):  # e.g. *_ppocr.yml without the OCR extra
+        with pytest.raises(OptionsError, match='needs an optional extra'):
+            check_basicsr_options(osp.join(REPO, rel), is_train=rel.startswith('options/train/'))
+        return
     opt = check_basicsr_options(osp.join(REPO, rel), is_train=rel.startswith('options/train/'))
     assert '_base_' not in opt and not _has_key(opt, '_delete_'), 'inheritance keys left in the resolved options'
 

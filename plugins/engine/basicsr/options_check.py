@@ -5,7 +5,9 @@ Checked: the experiment name (a plain folder name under experiments/), the types
 options and the ones that must be positive (budgets, frequencies, batch and patch sizes, learning rates),
 ``train:amp``/``channels_last``/``compile``, ``num_gpu`` against the visible GPUs and the launcher, the network's
 upscaling factor against ``scale`` and its input channels against ``color: y``, registered ``type`` names (model,
-networks, datasets, losses, metrics), data roots on disk, and a pretrained checkpoint that does not fit ``network_g``.
+networks, datasets, losses, metrics), metrics whose optional extra is not installed (``requires_extra``), logging to
+wandb or TensorBoard without the package, data roots
+on disk, and a pretrained checkpoint that does not fit ``network_g``.
 """
 import difflib
 import inspect
@@ -19,6 +21,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTR
 from PIL import Image
 
 from ..data_faults import OPTION as DATA_FAULT_OPTION, POLICIES
+from .. import optional_packages
 from ..errors import OptionsError
 from .devices import device_problem
 from .networks import build_network_from_options, check_state_dict_matches, read_state_dict
@@ -325,6 +328,32 @@ def _check_components(opt: Dict, where: str, is_train: bool) -> None:
     for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
         if isinstance(metric, dict) and 'type' in metric:
             _check_registered(METRIC_REGISTRY, metric['type'], f'val:metrics:{name}:type', where)
+            install = missing_extra(METRIC_REGISTRY.get(metric['type']))
+            if install:
+                raise OptionsError(f"{where}: val:metrics:{name}:type {metric['type']!r} needs an optional extra "
+                                   f'that is not installed: {install} (or remove val:metrics:{name})')
+
+
+def missing_extra(component) -> str:
+    """The install line of the optional extra a registered component declares (``component.requires_extra =
+    (module names, install line)``) when one of its modules cannot be imported; '' when all can, or none is declared.
+    Only looks the modules up (``importlib.util.find_spec``), imports nothing."""
+    modules, install = getattr(component, 'requires_extra', ((), ''))
+    return install if not all(optional_packages.is_installed(m) for m in modules) else ''
+
+
+def _check_loggers(opt: Dict, where: str) -> None:
+    """``logger:wandb:project`` logs to Weights & Biases (``wandb``, an optional extra), which BasicSR feeds from the
+    TensorBoard logs (it asserts ``use_tb_logger: true``); ``use_tb_logger`` needs ``tensorboard``."""
+    logger = opt.get('logger') or {}
+    wandb = logger.get('wandb')
+    if isinstance(wandb, dict) and wandb.get('project') is not None and 'debug' not in str(opt.get('name')):
+        optional_packages.require('wandb', 'logger:wandb:project', where, 'set logger:wandb:project: ~')
+        if logger.get('use_tb_logger') is not True:
+            raise OptionsError(f'{where}: logger:wandb needs logger:use_tb_logger: true (BasicSR sends the TensorBoard '
+                               'logs to wandb)')
+    if logger.get('use_tb_logger'):
+        optional_packages.require('tensorboard', 'logger:use_tb_logger', where, 'set logger:use_tb_logger: false')
 
 
 def _check_networks(opt: Dict, where: str) -> None:
@@ -376,6 +405,7 @@ def check_basicsr_options(path: str, is_train: bool = True, force_yml: List[str]
     _check_data_roots(opt, path)
     _check_data_matches_scale(opt, path)
     check_unknown_keys(opt, path, is_train)
+    _check_loggers(opt, path)
     _check_networks(opt, path)
     _check_network_scale(opt, path)
     _check_color_channels(opt, path)
