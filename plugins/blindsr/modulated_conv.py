@@ -141,10 +141,14 @@ class ModulatedConv2d(nn.Conv2d):
         if tuple(modulation.shape) != (b, c):
             raise ValueError(f'{type(self).__name__}: modulation must be (batch {b}, in_channels {c}), '
                              f'got {tuple(modulation.shape)}')
+        bias = None if self.official_bias else self.bias
+        if torch.is_grad_enabled():
+            out = InputScaledConv2d.apply(x, modulation, weight, bias, self.stride, self.padding, self.dilation)
+        else:  # no backward to save memory for: the plain form, which tracers and exporters can record
+            out = F.conv2d(x * modulation[:, :, None, None], weight, bias, self.stride, self.padding, self.dilation)
         if self.official_bias and self.bias is not None:
-            out = InputScaledConv2d.apply(x, modulation, weight, None, self.stride, self.padding, self.dilation)
-            return out + official_bias_map(self.bias, b)[:, :, None, None].to(out.dtype)
-        return InputScaledConv2d.apply(x, modulation, weight, self.bias, self.stride, self.padding, self.dilation)
+            out = out + official_bias_map(self.bias, b)[:, :, None, None].to(out.dtype)
+        return out
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f', equalized={self.equalized}' + (
