@@ -6,7 +6,8 @@ Written from zhilin007/LightEnhancement ``net/metrics.py``, ``net/data_utils.py`
   ``--divisor`` (16) with numpy's ``reflect`` (``tools.pad_pil``; LOL's 400x600 becomes 400x608); the network runs
   on the padded low image and the metrics compare the *padded* output with the *padded* target.
 * SSIM: ``skimage.measure.compare_ssim(pred, gt, multichannel=True, data_range=1)`` on float HWC images (the
-  output clamped to [0, 1], not rounded to 8 bits): skimage's defaults, a 7x7 *uniform* window, sample
+  output clamped to [0, 1], not rounded to 8 bits), which we call too (``structural_similarity``, its name
+  today; scikit-image is a dependency): skimage's defaults, a 7x7 *uniform* window, sample
   covariances (``use_sample_covariance=True``: variances times 49/48), K1 = 0.01, K2 = 0.03, the SSIM map's
   border of 3 pixels dropped, the mean over the map, then the mean over the channels.
 * PSNR: ``compare_psnr(pred, gt, data_range=1)``: ``10 log10(1 / MSE)`` over all pixels and channels, in float.
@@ -24,8 +25,8 @@ the metrics' own padding reflects the (cropped) output instead. ``LowLightModel`
 padding where these metrics are used. Figures that differ from BasicSR's on the same inputs:
 ``tests/lowlight/test_lab_metric.py`` and docs/lowlight.md.
 """
-import cv2
 import numpy as np
+from skimage.metrics import structural_similarity
 
 from basicsr.metrics.metric_util import reorder_image, to_y_channel
 from basicsr.utils.registry import METRIC_REGISTRY
@@ -66,27 +67,13 @@ def _prepare(img, img2, crop_border: int, input_order: str, test_y_channel: bool
 
 
 def ssim_uniform(img: np.ndarray, img2: np.ndarray, data_range: float = 255.) -> float:
-    """skimage-style SSIM of two float64 ``(H, W, C)`` images: per channel, 7x7 box means, sample (co)variances,
-    the map without its 3-pixel border averaged; then the mean over channels. Needs H, W >= 7."""
+    """skimage's SSIM with its defaults, as the lab's ``compare_ssim(multichannel=True)`` (now
+    ``structural_similarity(channel_axis=2)``): per channel, 7x7 uniform window, sample (co)variances, the map without
+    its 3-pixel border averaged; then the mean over channels. Float64 ``(H, W, C)`` images; needs H, W >= 7."""
     if min(img.shape[:2]) < WIN:
         raise ValueError(f'SSIM with a {WIN}x{WIN} window needs images of at least {WIN} pixels, got {img.shape[:2]}')
-    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    sample = WIN * WIN / (WIN * WIN - 1.)
-    half = (WIN - 1) // 2
-
-    def box(a):
-        return cv2.boxFilter(a, cv2.CV_64F, (WIN, WIN), normalize=True, borderType=cv2.BORDER_REFLECT)
-
-    scores = []
-    for c in range(img.shape[2]):
-        x, y = img[..., c], img2[..., c]
-        mx, my = box(x), box(y)
-        vx = sample * (box(x * x) - mx * mx)
-        vy = sample * (box(y * y) - my * my)
-        cxy = sample * (box(x * y) - mx * my)
-        ssim_map = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-        scores.append(ssim_map[half:-half, half:-half].mean())
-    return float(np.mean(scores))
+    return float(structural_similarity(img, img2, win_size=WIN, gaussian_weights=False, use_sample_covariance=True,
+                                       K1=K1, K2=K2, data_range=data_range, channel_axis=2))
 
 
 @METRIC_REGISTRY.register()

@@ -1,6 +1,8 @@
-"""The lab's evaluation protocol (plugins/lowlight/lab_metric.py): PSNR and SSIM pinned against scikit-image, the
-library the lab's ``net/metrics.py`` calls, on fixed inputs padded as the lab's loader pads them; the figures that
-differ from BasicSR's metrics on the same inputs; the dataset padding; and the seed's parameter count."""
+"""The lab's evaluation protocol (plugins/lowlight/lab_metric.py, which calls scikit-image as the lab's
+``net/metrics.py`` does): PSNR and SSIM pinned against a computation written here from SSIM's definition with
+skimage's defaults, and against skimage called as the lab called it, on fixed inputs padded as the lab's loader pads
+them; the figures that differ from BasicSR's metrics on the same inputs; the dataset padding; and the seed's
+parameter count."""
 import glob
 
 import cv2
@@ -36,9 +38,30 @@ def _skimage_as_the_lab(a, b):
             structural_similarity(a, b, channel_axis=2, data_range=1))
 
 
-def test_lab_metrics_equal_skimage_on_the_padded_pair_and_differ_from_basicsr():
+def _ssim_by_definition(a, b, data_range=1.):
+    """SSIM written out with skimage's defaults: per channel, 7x7 box means (an explicit sum over the 49 shifts),
+    sample (co)variances (x 49/48), K1 0.01, K2 0.03, the map's 3-pixel border dropped, means over map and channels."""
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    h, w = a.shape[:2]
+
+    def box(x):  # mean over each 7x7 window, valid positions only: the map without its border
+        return sum(x[i:h - 6 + i, j:w - 6 + j] for i in range(7) for j in range(7)) / 49.
+
+    scores = []
+    for c in range(a.shape[2]):
+        x, y = a[..., c], b[..., c]
+        mx, my = box(x), box(y)
+        pairs = ((x, x, mx, mx), (y, y, my, my), (x, y, mx, my))
+        vx, vy, cxy = (49 / 48 * (box(p * q) - m * n) for p, q, m, n in pairs)
+        scores.append((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))).mean())
+    return float(np.mean(scores))
+
+
+def test_lab_metrics_equal_the_definition_and_skimage_on_the_padded_pair_and_differ_from_basicsr():
     a, b = _pair()
     psnr_ref, ssim_ref = _skimage_as_the_lab(a, b)
+    pad = lambda im: np.pad(im, ((0, 8), (0, 14), (0, 0)), 'reflect').astype(np.float64) / 255.  # noqa: E731
+    assert ssim_ref == pytest.approx(_ssim_by_definition(pad(a), pad(b)), abs=1e-12)
     psnr = calculate_metric({'img': a, 'img2': b}, {'type': 'calculate_lowlight_lab_psnr'})
     ssim = calculate_metric({'img': a, 'img2': b}, {'type': 'calculate_lowlight_lab_ssim'})
     assert psnr == pytest.approx(psnr_ref, abs=1e-10) and ssim == pytest.approx(ssim_ref, abs=1e-10)
