@@ -28,7 +28,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch.nn import functional as F
+from scipy import ndimage
 
 from basicsr.utils.matlab_functions import imresize
 
@@ -46,22 +46,12 @@ def fspecial_gaussian(size: int, sigma: float) -> np.ndarray:
 
 
 def blur_wrap(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Convolve every channel of a uint8 ``(H, W, C)`` image with ``kernel`` ``(k, k)`` with periodic borders and
-    truncate to uint8, as ``scipy.ndimage.convolve(img, kernel[..., None], mode='wrap')`` does on a uint8 array.
-
-    Computed in float64 with torch (circular padding, the kernel flipped: a convolution, not a correlation)."""
+    """The official blur: ``scipy.ndimage.convolve`` of every channel of a uint8 ``(H, W, C)`` image with ``kernel``
+    ``(k, k)``, periodic borders, on the uint8 array itself, so scipy writes the float sums back into uint8 by
+    truncation (a kernel >= 0 summing to 1 keeps them in [0, 255])."""
     if img.dtype != np.uint8 or img.ndim != 3:
         raise ValueError(f'blur_wrap takes a uint8 (H, W, C) image, got {img.dtype} of shape {img.shape}')
-    kh, kw = kernel.shape
-    x = torch.from_numpy(img.transpose(2, 0, 1).astype(np.float64))[None]
-    # scipy centres an even or odd kernel at index size // 2: pad size // 2 before and the rest after
-    pad = (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2)
-    x = F.pad(x, pad, mode='circular')
-    weight = torch.from_numpy(np.ascontiguousarray(kernel[::-1, ::-1], dtype=np.float64))[None, None]
-    out = F.conv2d(x.transpose(0, 1), weight).transpose(0, 1)[0]
-    # scipy casts the float64 sum to uint8 by truncation (a kernel >= 0 summing to 1 keeps it in [0, 255]); a sum
-    # that float rounding puts just below an integer is truncated here as there (equal on the tests' inputs).
-    return np.clip(np.floor(out.numpy().transpose(1, 2, 0)), 0, 255).astype(np.uint8)
+    return ndimage.convolve(img, kernel[..., None], mode='wrap')
 
 
 def resize_matlab(img: np.ndarray, scale: float) -> np.ndarray:
