@@ -23,7 +23,7 @@ from PIL import Image
 
 from ..common.inference import InferenceAdapter, register_inference_adapter
 from ..engine.errors import OptionsError
-from .crnn_arch import CRNN, load_recognizer
+from .crnn_arch import CRNN, INPUT_NORMS, load_recognizer
 from .labels import ctc_greedy_decode
 from .textzoom_dataset import to_tensor
 from .tsrn_arch import TSRN, TextBicubic
@@ -52,18 +52,25 @@ def _rgb(out: torch.Tensor) -> torch.Tensor:
     return out[:, :3].float().clamp(0, 1).contiguous()
 
 
-def crnn_reader(path: str, device: torch.device) -> Reader:
-    """A CRNN (37 classes, 256 hidden: crnn.pytorch's) with the weights of ``path``; greedy CTC decoding."""
+def load_crnn(path: str, device: torch.device, input_norm: str = 'textzoom') -> CRNN:
+    """A CRNN (37 classes, 256 hidden: crnn.pytorch's) with the weights of ``path``, in eval mode on ``device``,
+    fed as ``input_norm`` says (``textzoom``: [0, 1], as TextZoom's evaluation feeds crnn.pth; ``crnn.pytorch``:
+    [-1, 1], the range crnn.pth was trained on)."""
     if not osp.isfile(path):
         raise OptionsError(f'--recognizer {path!r} not found: give a CRNN checkpoint (crnn.pytorch\'s crnn.pth, or a '
                            f'net_rec_*.pth of this line) or {PPOCR!r} for PP-OCRv4 (pip install -e ".[textsr-ocr]")')
-    rec = CRNN()
+    rec = CRNN(input_norm=input_norm)
     report = load_recognizer(rec, path)
     if report['missing']:
         raise OptionsError(f'--recognizer {path}: the checkpoint has no weights for {len(report["missing"])} tensors '
                            f'of the CRNN (e.g. {", ".join(report["missing"][:3])}); expected a whole CRNN(37 classes, '
                            '256 hidden)')
-    rec = rec.eval().to(device)
+    return rec.eval().to(device)
+
+
+def crnn_reader(path: str, device: torch.device, input_norm: str = 'textzoom') -> Reader:
+    """What :func:`load_crnn`'s CRNN reads in an image, by greedy CTC decoding."""
+    rec = load_crnn(path, device, input_norm)
 
     def read(img: torch.Tensor) -> str:
         with torch.inference_mode():
@@ -85,7 +92,7 @@ class TextSRAdapter(InferenceAdapter):
     built as in training, and optionally a CSV of what a recognizer reads in bicubic and in SR."""
 
     name = 'text SR (TSRN)'
-    flags = ('recognizer', )
+    flags = ('recognizer', 'recognizer_input')
     specific = True
 
     def __init__(self):
@@ -98,6 +105,9 @@ class TextSRAdapter(InferenceAdapter):
                            help='read the bicubic and the SR crop with this recognizer and write <output>/text.csv '
                            '(file,bicubic_text,sr_text): a CRNN checkpoint (crnn.pytorch crnn.pth or net_rec_*.pth) '
                            'or ppocr (PP-OCRv4, extra textsr-ocr)')
+        group.add_argument('--recognizer-input', default=None, choices=INPUT_NORMS,
+                           help="how a CRNN --recognizer is fed: textzoom ([0, 1], TextZoom's evaluation, the "
+                           'default) or crnn.pytorch ([-1, 1], the range crnn.pth was trained on)')
 
     def accepts(self, net, channels) -> bool:
         return isinstance(net, (TSRN, TextBicubic))
@@ -113,7 +123,12 @@ class TextSRAdapter(InferenceAdapter):
         lr_input(np.zeros((4, 4, 3), np.uint8), scale, mask)  # the scale fits TextZoom's sizes
         reader = None
         if args.recognizer:
-            reader = ppocr_reader() if args.recognizer == PPOCR else crnn_reader(args.recognizer, device)
+            if args.recognizer == PPOCR and args.recognizer_input:
+                raise OptionsError('--recognizer-input is for a CRNN --recognizer; PP-OCRv4 reads the image as it is')
+            reader = ppocr_reader() if args.recognizer == PPOCR else crnn_reader(
+                args.recognizer, device, args.recognizer_input or 'textzoom')
+        elif args.recognizer_input:
+            raise OptionsError('--recognizer-input needs --recognizer CRNN.pth')
         self.rows, self.reader_name = [], args.recognizer if reader else None
         net = net.eval().to(device)
         bicubic = TextBicubic(scale)

@@ -117,7 +117,9 @@ def test_text_sr_errors(crops, tmp_path, capsys):
     base = ['infer.py', '-opt', TSRN_OPTIONS, '--checkpoint', root / 'tsrn.pth', '--input', root / 'crops',
             '--output', 'never', '--device', 'cpu']
     cases = [(['--tile', '16'], "--tile is not for text SR: each word crop is resized to TextZoom's LR size (64x16)"),
-             (['--recognizer', 'no_such.pth'], "--recognizer 'no_such.pth' not found")]
+             (['--recognizer', 'no_such.pth'], "--recognizer 'no_such.pth' not found"),
+             (['--recognizer-input', 'crnn.pytorch'], '--recognizer-input needs --recognizer CRNN.pth'),
+             (['--recognizer', 'ppocr', '--recognizer-input', 'textzoom'], '--recognizer-input is for a CRNN')]
     if importlib.util.find_spec('rapidocr_onnxruntime') is None:
         cases.append((['--recognizer', 'ppocr'], '--recognizer ppocr needs the PP-OCR extra: pip install -e '
                       '".[textsr-ocr]"'))
@@ -130,3 +132,18 @@ def test_text_sr_errors(crops, tmp_path, capsys):
                     tmp_path, capsys, check=False)
     assert run.status == 2 and 'error: --recognizer is for text SR networks (TSRN); the network of' in run.err
     assert not (tmp_path / 'never').exists()
+
+
+def test_the_crnn_reads_as_recognizer_input_says(crops):
+    """--recognizer-input reaches the CRNN: TextZoom's [0, 1] by default, crnn.pytorch's [-1, 1] when asked; the
+    two feed the same image differently (so a CRNN trained on one range reads the other worse)."""
+    from plugins.textsr.crnn_arch import to_recognizer_input
+    from plugins.textsr.inference import load_crnn
+    root, _, _ = crops
+    default = load_crnn(str(root / 'crnn.pth'), torch.device('cpu'))
+    own = load_crnn(str(root / 'crnn.pth'), torch.device('cpu'), 'crnn.pytorch')
+    assert (default.input_norm, own.input_norm) == ('textzoom', 'crnn.pytorch')
+    img = torch.rand(1, 3, 32, 128)
+    with torch.no_grad():
+        assert not torch.allclose(default(img), own(img))  # same weights, other input range
+    assert torch.allclose(to_recognizer_input(img, 'crnn.pytorch'), to_recognizer_input(img, 'textzoom') * 2 - 1)
