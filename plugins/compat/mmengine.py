@@ -24,6 +24,7 @@ from mmengine.registry import DATASETS
 from ..engine import data_faults, resume_policy
 from ..engine.checkpoint_files import atomic_write_bytes, checkpoint_problem, checkpoint_write_error, load_error_reason
 from ..engine.errors import CheckpointError
+from ..engine.mmengine import checkpoint_keys
 
 
 def apply(runner_module) -> None:
@@ -34,6 +35,7 @@ def apply(runner_module) -> None:
     _patch_launcher()
     _patch_checkpoints(runner_module)
     _patch_checkpoint_loading(runner_module)
+    _patch_wrapped_checkpoint_keys(runner_module)
     _patch_data_faults(runner_module.Runner)
     _format_each_config_text_once()
 
@@ -170,6 +172,25 @@ def _patch_checkpoint_loading(runner_module) -> None:
             raise CheckpointError(f'cannot load checkpoint {filename}: {load_error_reason(err)}') from err
 
     runner_module._load_checkpoint = _load_checkpoint
+
+
+def _patch_wrapped_checkpoint_keys(runner_module) -> None:
+    """Every mmengine checkpoint load into a model (``--resume``, ``load_from``, ``tools/test.py``, mmengine's
+    ``load_checkpoint``) first renames the keys a torchrun run of a multi-network model wrote through its inner DDP
+    wrappers (``generator.module.*``) to the ones mmengine's loader looks for (``engine/mmengine/checkpoint_keys.py``)."""
+    from mmengine.runner import checkpoint as checkpoint_module
+    original = checkpoint_module._load_checkpoint_to_model
+
+    def _load_checkpoint_to_model(model, checkpoint, *args, **kwargs):
+        state = checkpoint.get('state_dict', checkpoint) if isinstance(checkpoint, dict) else None
+        if isinstance(state, dict):
+            renamed = checkpoint_keys.unwrap_ddp_keys(state, checkpoint_keys.expected_keys(model))
+            checkpoint = dict(checkpoint, state_dict=renamed) if 'state_dict' in checkpoint else renamed
+        return original(model, checkpoint, *args, **kwargs)
+
+    # load_checkpoint looks it up in its module; Runner.load_checkpoint imported the name into the runner module
+    checkpoint_module._load_checkpoint_to_model = _load_checkpoint_to_model
+    runner_module._load_checkpoint_to_model = _load_checkpoint_to_model
 
 
 def checkpoint_in_work_dir(pointed, work_dir: str):

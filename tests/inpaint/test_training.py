@@ -190,15 +190,33 @@ def test_ablation_rows_train(config, marker, workdir):
         assert re.search(r'Iter\(val\) \[3/3\].*TV: [\d.]+\s+FID: [\d.]+', log), log[-2000:]
 
 
-def test_torchrun_two_cpu_processes(workdir):
-    proc = run_tool(['train.py', osp.join(CONFIGS, 'base_demo.py'), '--launcher', 'pytorch', '--work-dir', 'work',
+def test_torchrun_two_cpu_processes_write_a_checkpoint_every_loader_reads_outside_torchrun(workdir):
+    """Two processes train; the checkpoint's generator and discriminator keys carry their DDP wrappers' `module.`
+    (mmengine saves them so), and mmengine's loader (load_from, tools/test.py, --resume) and the tools' strict one
+    both read every weight into a model built without torchrun (engine/mmengine/checkpoint_keys.py)."""
+    from mmengine.runner import load_checkpoint
+
+    from plugins.engine.mmengine.config_model import build_config_model, load_config_checkpoint, read_config
+    config = osp.join(CONFIGS, 'base_demo.py')
+    proc = run_tool(['train.py', config, '--launcher', 'pytorch', '--work-dir', 'work',
                      '--cfg-options', 'train_cfg.max_iters=2', 'train_dataloader.batch_size=2', *FAST],
                     workdir, launcher=torchrun(2))
     out = proc.stdout + proc.stderr
     assert 'Distributed training: True' in out and 'Iter(train) [2/2]' in out, out[-3000:]
     assert len(VAL_LINE.findall(out)) == 1
-    sd = state_dict(workdir / 'work' / 'iter_2.pth')['state_dict']
+    path = str(workdir / 'work' / 'iter_2.pth')
+    sd = state_dict(path)['state_dict']
     assert sd['generator_ema.steps'].item() == 2
+    wrapped = {k for k in sd if k.startswith(('generator.module.', 'disc.module.'))}
+    assert wrapped and not any(k.startswith(('generator.net', 'disc.scales')) for k in sd)
+    for load in (lambda m: load_checkpoint(m, path, map_location='cpu', strict=True, logger='silent'),
+                 lambda m: load_config_checkpoint(m, path, config)):
+        model = build_config_model(read_config(config), config)  # in MMagic's scope, no weights loaded
+        load(model)
+        own = model.state_dict()
+        for key in wrapped:
+            assert torch.equal(own[key.replace('.module.', '.', 1)], sd[key]), key
+        assert torch.equal(own['generator_ema.steps'], sd['generator_ema.steps'])
 
 
 def test_celeba_hq_256_config_with_folder_masks(workdir):

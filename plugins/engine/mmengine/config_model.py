@@ -16,6 +16,7 @@ from torch import nn
 
 from ..checkpoint_files import load_error_reason
 from ..errors import OptionsError
+from .checkpoint_keys import expected_keys, unwrap_ddp_keys
 
 
 def read_config(path: str):
@@ -61,6 +62,7 @@ def load_config_checkpoint(model: nn.Module, checkpoint: str, source: str) -> No
     if not isinstance(state, dict):
         raise OptionsError(f'checkpoint {checkpoint} holds a {type(ckpt).__name__}, expected an mmengine checkpoint')
     state = {(k[len('module.'):] if k.startswith('module.') else k): v for k, v in state.items()}  # DDP-saved
+    state = unwrap_ddp_keys(state, expected_keys(model))  # generator.module.* of multi-network torchrun runs
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
