@@ -110,18 +110,19 @@ def _missing_data(options_file: str, workdir: str) -> List[str]:
     """The data roots of a BasicSR options file that neither exist in ``workdir`` nor are made by a README command."""
     from plugins.engine.basicsr.options import load_options
     opt = load_options(osp.join(REPO, options_file))
-    made = {osp.normpath(c.argv[c.argv.index('--output') + 1]) for c in readme_commands()
-            if c.argv[1:2] and c.argv[1].startswith('tools/data/make_') and '--output' in c.argv}
     missing = []
     for phase in (opt.get('datasets') or {}).values():
         for key, value in phase.items():
             if key.startswith('dataroot') and isinstance(value, str) and not osp.exists(osp.join(workdir, value)) \
-                    and not any(osp.normpath(value).startswith(m) for m in made):
+                    and not any(osp.normpath(value).startswith(m) for m in MADE_BY_README):
                 missing.append(value)
     return missing
 
 
 COMMANDS = readme_commands()
+# the folders the README's data commands write (tools/data/make_*.py --output X)
+MADE_BY_README = {osp.normpath(c.argv[c.argv.index('--output') + 1]) for c in COMMANDS
+                  if c.argv[1:2] and c.argv[1].startswith('tools/data/make_') and '--output' in c.argv}
 
 
 def test_the_readme_has_the_commands_this_file_runs():
