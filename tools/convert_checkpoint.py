@@ -43,7 +43,7 @@ def main(argv):
     import torch
 
     import plugins  # noqa: F401  (compat patches first)
-    from plugins.engine.checkpoint_files import atomic_torch_save
+    from plugins.engine.checkpoint_files import atomic_torch_save, load_error_reason
     from plugins.engine.errors import OptionsError
     module_name, function_name, _ = CONVERTERS[args.source]
     convert = getattr(importlib.import_module(module_name), function_name)
@@ -54,8 +54,8 @@ def main(argv):
             checkpoint = torch.load(args.input, map_location='cpu', weights_only=True)
         except Exception as err:  # noqa: BLE001  (any unpickling failure means the same thing to the user)
             raise OptionsError(f'{args.input}: not a checkpoint of tensors that can be read safely '
-                               f'({type(err).__name__}: {str(err).splitlines()[0][:200]}); save the state_dict() '
-                               'of the reference model and convert that') from None
+                               f'({load_error_reason(err)}); save the state_dict() of the reference model and '
+                               'convert that') from None
         converted, how_to_load = convert(checkpoint)
         atomic_torch_save(converted, args.output)
     except OptionsError as err:

@@ -5,13 +5,13 @@ Each crop, of any size, is made a TextZoom LR image as training makes it (``text
 bicubic resize to TextZoom's LR size (64 x 16 for the x2 networks: the 128 x 32 HR size over the scale) and, for
 4-channel networks, the binary text mask of the resized crop as the 4th channel. The network's RGB output
 (128 x 32, clamped to [0, 1]) is written as ``<stem>_<suffix>.png``. With ``--recognizer`` a recognizer reads the
-bicubic upsampling of the same LR input (``TextBicubic``, TextZoom's bicubic baseline) and the SR output, and
+bicubic upsampling of the same LR input (``TextBicubic`` with its defaults: aligned corners off, clamped) and the SR
+output, and
 ``<output>/text.csv`` gets one row per crop: ``file,bicubic_text,sr_text``. The recognizer is a CRNN checkpoint
 (crnn.pytorch's ``crnn.pth``, or a BasicSR ``net_rec_*.pth`` of this line: ``crnn_arch.load_recognizer``) or
 ``ppocr``, PP-OCRv4 of the optional ``textsr-ocr`` extra (``rapidocr_metric.recognize_rapidocr``).
 """
 import csv
-import importlib.util
 import os
 import os.path as osp
 from typing import Callable, List, Optional
@@ -80,10 +80,11 @@ def crnn_reader(path: str, device: torch.device, input_norm: str = 'textzoom') -
 
 def ppocr_reader() -> Reader:
     """PP-OCRv4's recognizer of the ``textsr-ocr`` extra; ``OptionsError`` with the install line when missing."""
-    if importlib.util.find_spec('rapidocr_onnxruntime') is None:
-        raise OptionsError(f'--recognizer {PPOCR} needs the PP-OCR extra: pip install -e ".[textsr-ocr]" (or pip '
-                           'install onnxruntime pyclipper shapely && pip install --no-deps rapidocr-onnxruntime==1.4.4)')
-    from .rapidocr_metric import recognize_rapidocr
+    from ..engine.basicsr.options_check import missing_extra
+    from .rapidocr_metric import calculate_word_accuracy_rapidocr, recognize_rapidocr
+    install = missing_extra(calculate_word_accuracy_rapidocr)  # the metric's own declaration of its extra
+    if install:
+        raise OptionsError(f'--recognizer {PPOCR} needs the PP-OCR extra: {install}')
     return lambda img: recognize_rapidocr(tensor2img(img[:1].float().cpu(), rgb2bgr=True, min_max=(0, 1)))
 
 

@@ -52,6 +52,7 @@ class BatchGroups:
 
     def __init__(self, metrics):
         self.metrics = metrics  # {name: options}
+        self.sizes = {self._size(m) for m in metrics.values()}  # the group sizes, checked once
         self.pending = {}  # size -> ([sr arrays], [hr arrays])
         self.values = {name: [] for name in metrics}
 
@@ -62,7 +63,7 @@ class BatchGroups:
         return size
 
     def add(self, sr: np.ndarray, hr: np.ndarray) -> None:
-        for size in {self._size(m) for m in self.metrics.values()}:
+        for size in self.sizes:
             srs, hrs = self.pending.setdefault(size, ([], []))
             srs.append(sr)
             hrs.append(hr)
