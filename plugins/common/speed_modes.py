@@ -21,7 +21,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+from ..engine.basicsr.mixed_precision import DTYPES
+
+AMP_DTYPES = DTYPES  # --amp bf16|fp16: the dtypes of BasicSR's train:amp
 
 
 def add_speed_arguments(parser: argparse.ArgumentParser) -> None:

@@ -247,8 +247,7 @@ def basicsr_training_speed(path: str, iters: int = 20, warmup: int = 5, force_ym
 
         result = measure_iterations(next_batch, feed, step, model.device, iters, warmup)
         batch_size = train_loader.batch_size  # per process (BasicSR multiplies it by num_gpu under DataParallel)
-    net = getattr(model.net_g, 'module', model.net_g)  # DDP / DataParallel
-    net = getattr(net, '_orig_mod', net)  # torch.compile
+    net = model.get_bare_model(model.net_g)  # DDP / DataParallel / torch.compile wrappers off
     result.update(kind='basicsr', options=path, name=opt['name'], model=type(model).__name__,
                   network=type(net).__name__, workers=train_set.get('num_worker_per_gpu', 0),
                   prefetch=('cuda' if cuda_prefetch else train_set.get('prefetch_mode') or 'none'),
@@ -311,7 +310,7 @@ def mmengine_training_speed(path: str, iters: int = 20, warmup: int = 5, cfg_opt
         cfg.train_dataloader.persistent_workers = workers > 0
     if amp:
         from ..engine.mmengine.runner import enable_amp  # what tools/train.py CONFIG --amp --amp-dtype does
-        enable_amp(cfg, {'bf16': 'bfloat16', 'fp16': 'float16'}[amp])
+        enable_amp(cfg, str(AMP_DTYPES[amp]).split('.')[-1])  # 'bfloat16' / 'float16'
     if compile_backend:
         cfg.compile = dict(backend=compile_backend)
     stem = osp.splitext(osp.basename(path))[0]

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmagic.registry import MODELS
 
+from ..engine.basicsr.mixed_precision import full_precision, wide
 from .inpaint_blocks import dilate
 
 # Index of each ReLU in torchvision's vgg16().features.
@@ -57,8 +58,8 @@ class MSSSIML1Loss(nn.Module):
         if min(pred.shape[-2:]) <= need:
             raise ValueError(f'MSSSIML1Loss: images of {tuple(pred.shape[-2:])} are too small for win_size '
                              f'{self.win_size}: the shorter side must exceed {need} (pytorch_msssim); lower win_size')
-        with torch.autocast(pred.device.type, enabled=False):  # float32 (see the module's docstring)
-            x, y = (pred.float() + 1) / 2, (target.float() + 1) / 2
+        with full_precision(pred.device.type):  # float32 (see the module's docstring)
+            x, y = (wide(pred) + 1) / 2, (wide(target) + 1) / 2
             msssim = ms_ssim(x, y, data_range=1.0, win_size=self.win_size, weights=self.weights)
             return self.loss_weight * (self.alpha * (1 - msssim) + (1 - self.alpha) * (x - y).abs().mean())
 

@@ -28,6 +28,7 @@ padding where these metrics are used. Figures that differ from BasicSR's on the 
 import numpy as np
 from skimage.metrics import structural_similarity
 
+from basicsr.metrics.psnr_ssim import calculate_psnr
 from basicsr.metrics.metric_util import reorder_image, to_y_channel
 from basicsr.utils.registry import METRIC_REGISTRY
 
@@ -82,9 +83,8 @@ def calculate_lowlight_lab_psnr(img, img2, crop_border: int = 0, input_order: st
     """PSNR (dB) as the lab's evaluation: on the pair padded to a multiple of ``divisor``, in float
     (``10 log10(255^2 / MSE)`` on the 0-255 scale = skimage's ``data_range=1`` on [0, 1]); ``inf`` for equal images.
     """
-    a, b = _prepare(img, img2, crop_border, input_order, test_y_channel, divisor)
-    mse = np.mean((a - b) ** 2)
-    return float('inf') if mse == 0 else float(10. * np.log10(255. ** 2 / mse))
+    a, b = _prepare(img, img2, 0, input_order, False, divisor)  # padded as the lab's loader pads
+    return float(calculate_psnr(a, b, crop_border, 'HWC', test_y_channel))  # then BasicSR's PSNR, in float
 
 
 @METRIC_REGISTRY.register()
