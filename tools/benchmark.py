@@ -115,14 +115,10 @@ def _error(err):
 
 def config_network(path, checkpoint):
     """(network to time, the options-like dict resolve_input_size reads, default input size) of an mmengine config."""
-    from plugins.common.inference import inference_adapters
-    from plugins.engine.mmengine.config_model import build_config_model, generator_of, read_config
+    from plugins.common.inference import build_config_for_inference, inference_adapters
+    from plugins.engine.mmengine.config_model import generator_of, read_config
     cfg = read_config(path)  # imports its custom_imports: the line's components and adapters
-    builder = next((a for a in inference_adapters() if a.builds_config(cfg)), None)
-    if checkpoint and builder is not None:
-        model = builder.build_from_config(path, checkpoint)
-    else:
-        model = build_config_model(cfg, path, checkpoint)
+    model, _ = build_config_for_inference(cfg, path, checkpoint)
     timed = next((t for t in (a.timed_network(model, path) for a in inference_adapters()) if t is not None), None)
     net, default = timed if timed is not None else (generator_of(model), '1x3x1080x1920')
     bench = cfg.get('benchmark')

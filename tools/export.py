@@ -82,16 +82,13 @@ def load_mmengine(path, args):
     """(generator, None, config stem) of an mmengine config with an mmengine checkpoint: the network the model runs
     at test time (the EMA generator where it keeps one). A line's inference adapter builds the models it runs
     itself (PD-GAN takes its prior's weights from the checkpoint)."""
-    from plugins.common.inference import inference_adapters
-    from plugins.engine.mmengine.config_model import build_config_model, generator_of, read_config
+    from plugins.common.inference import build_config_for_inference
+    from plugins.engine.mmengine.config_model import generator_of, read_config
     if args.network != 'network_g' or args.param_key != 'auto':
         raise OptionsError('--network and --param-key are for BasicSR options; an mmengine checkpoint holds the '
                            'whole model, whose generator is exported')
     cfg = read_config(path)  # imports its custom_imports: the line's components and adapter
-    builder = next((a for a in inference_adapters() if a.builds_config(cfg)), None)
-    model = (builder.build_from_config(path, args.checkpoint) if builder is not None
-             else build_config_model(cfg, path, args.checkpoint))
-    model = model.eval()
+    model = build_config_for_inference(cfg, path, args.checkpoint)[0].eval()
     if callable(getattr(model, 'inpaint', None)):  # an inpainting model: its inference is inpaint(masked, mask, ...)
         return model, None, osp.splitext(osp.basename(path))[0]
     return generator_of(model), None, osp.splitext(osp.basename(path))[0]

@@ -39,7 +39,7 @@ import sys
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # the repository root, for `import plugins`
 
 import plugins  # noqa: E402,F401  (compat patches, then every registration, the BasicSR lines' inference adapters too)
-from plugins.common.inference import adapter_for, inference_adapters  # noqa: E402
+from plugins.common.inference import adapter_for, build_config_for_inference, inference_adapters  # noqa: E402
 from plugins.common.speed_modes import SpeedModes, add_speed_arguments  # noqa: E402
 from plugins.engine.errors import OptionsError  # noqa: E402
 
@@ -104,14 +104,13 @@ def load_mmengine(path, cfg, args):
     """(network to run, the network it names, input channels, scale, name, 'state_dict') of an mmengine config: a
     line's adapter builds the models it runs itself (inpainting), else the image network of the config's model."""
     from plugins.common.complexity import input_channels
-    from plugins.engine.mmengine.config_model import build_config_model, config_scale, image_network
+    from plugins.engine.mmengine.config_model import config_scale, image_network
     if args.param_key is not None:
         raise OptionsError('--param-key is for BasicSR checkpoints; an mmengine checkpoint holds the whole model')
     name = osp.splitext(osp.basename(path))[0]
-    builder = next((a for a in inference_adapters() if a.builds_config(cfg)), None)
-    if builder is not None:  # a model that takes more than an image (its adapter knows what): no channel count
-        return builder.build_from_config(path, args.checkpoint), None, None, 1, name, 'state_dict'
-    model = build_config_model(cfg, path, args.checkpoint)
+    model, by_adapter = build_config_for_inference(cfg, path, args.checkpoint)
+    if by_adapter:  # a model that takes more than an image (its adapter knows what): no channel count
+        return model, None, None, 1, name, 'state_dict'
     net, generator = image_network(model, cfg)
     channels, _ = input_channels(generator)
     return net, generator, channels, config_scale(cfg, net, channels, path), name, 'state_dict'

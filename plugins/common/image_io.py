@@ -94,7 +94,8 @@ def write_lmdb(folder: str, rel_paths: Sequence[str], lmdb_path: str, skip_bad: 
         raise DataFaultError(f'cannot read image {osp.join(folder, bad[0])}: not an image, truncated, or a format '
                              f'OpenCV cannot decode{more if len(bad) > 1 else ""}; nothing was written to '
                              f'{lmdb_path}{skip_hint}')
-    good = [p for p in rel_paths if p not in set(bad)]
+    skipped = set(bad)
+    good = [p for p in rel_paths if p not in skipped]
     if not good:
         raise DataFaultError(f'no readable image among the {len(rel_paths)} in {folder}; nothing was written')
     lmdb_path = osp.abspath(lmdb_path)

@@ -115,6 +115,18 @@ def inference_adapters() -> List[InferenceAdapter]:
     return [a for a in _ADAPTERS if a.specific] + [a for a in _ADAPTERS if not a.specific] + [_DEFAULT]
 
 
+def build_config_for_inference(cfg, path: str, checkpoint: Optional[str]) -> Tuple[nn.Module, bool]:
+    """(the model of the mmengine config ``cfg`` read from ``path``, with ``checkpoint`` loaded; whether a line's
+    adapter built it). A line whose models take more than an image builds them itself from the checkpoint
+    (inpainting: its adapter's ``build_from_config``); any other model, or one without a checkpoint (random weights,
+    for timing), is ``build_config_model``'s."""
+    from ..engine.mmengine.config_model import build_config_model
+    builder = next((a for a in inference_adapters() if a.builds_config(cfg)), None)
+    if checkpoint and builder is not None:
+        return builder.build_from_config(path, checkpoint), True
+    return build_config_model(cfg, path, checkpoint), False
+
+
 def adapter_for(net: nn.Module, channels: Optional[int], args: argparse.Namespace, where: str) -> InferenceAdapter:
     """The adapter that runs ``net``; ``OptionsError`` for flags of another adapter, or a network none runs."""
     chosen = next((a for a in inference_adapters() if a.accepts(net, channels)), None)
