@@ -108,16 +108,26 @@ def write_lmdb(folder: str, rel_paths: Sequence[str], lmdb_path: str, skip_bad: 
         make_lmdb_from_imgs(folder, partial, good, [osp.splitext(p)[0] for p in good], batch=batch,
                             compress_level=compress_level, multiprocessing_read=n_thread > 1, n_thread=n_thread,
                             map_size=int(total_bytes * 1.5) + (64 << 20))
-        if replace and osp.exists(lmdb_path):
-            replaced = osp.join(holder, 'replaced')
-            os.rename(lmdb_path, replaced)
-            try:
-                os.rename(partial, lmdb_path)
-            except OSError:
-                os.rename(replaced, lmdb_path)
-                raise
+        if replace:
+            replace_folder(partial, lmdb_path)
         else:
             os.rename(partial, lmdb_path)  # fails, rather than replaces, if a folder appeared there meanwhile
     finally:
         shutil.rmtree(holder, ignore_errors=True)
     return bad
+
+
+def replace_folder(partial: str, target: str) -> None:
+    """Move the finished folder ``partial`` to ``target``. An existing ``target`` is first moved aside, next to
+    ``partial`` (into the temporary folder that holds it, which the caller removes), and moved back if the move of
+    ``partial`` fails: a failure leaves the old folder where it was."""
+    if not osp.exists(target):
+        os.rename(partial, target)
+        return
+    replaced = osp.join(osp.dirname(partial), 'replaced')
+    os.rename(target, replaced)
+    try:
+        os.rename(partial, target)
+    except OSError:
+        os.rename(replaced, target)
+        raise

@@ -35,7 +35,7 @@ from functools import reduce
 sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))  # the repository root
 
 import plugins  # noqa: E402,F401  (applies the compat patches before basicsr is imported)
-from plugins.common.image_io import IMAGE_EXTENSIONS  # noqa: E402
+from plugins.common.image_io import IMAGE_EXTENSIONS, replace_folder  # noqa: E402
 
 
 def crop_starts(length: int, crop: int, step: int, thresh: int) -> list:
@@ -175,9 +175,7 @@ def main(argv=None):
                                                             args.compress_level), work),
                                total=len(work), unit='img', desc='sub-images'))
         for _, _, out in outputs:
-            if osp.exists(out):
-                os.rename(out, osp.join(osp.dirname(partial[out]), 'replaced'))
-            os.rename(partial[out], out)
+            replace_folder(partial[out], out)  # an old folder goes back in place if the move fails
     except ExtractError as err:
         print(f'error: {err}; nothing was written', file=sys.stderr)
         sys.exit(1)
