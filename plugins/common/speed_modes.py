@@ -51,10 +51,6 @@ class SpeedModes:
         return cls(getattr(args, 'amp', None), bool(getattr(args, 'channels_last', False)),
                    bool(getattr(args, 'compile', False)), getattr(args, 'compile_backend', None) or 'inductor')
 
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
     def apply(self, net: nn.Module) -> nn.Module:
         """Put ``net`` in the memory format and compile it in place (on first call); returns ``net``.
 

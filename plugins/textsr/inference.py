@@ -22,6 +22,7 @@ from basicsr.utils import tensor2img
 from PIL import Image
 
 from ..common.inference import InferenceAdapter, register_inference_adapter
+from ..common.speed_modes import SpeedModes
 from ..engine.errors import OptionsError
 from .crnn_arch import CRNN, INPUT_NORMS, load_recognizer
 from .labels import ctc_greedy_decode
@@ -133,12 +134,12 @@ class TextSRAdapter(InferenceAdapter):
         self.rows, self.reader_name = [], args.recognizer if reader else None
         net = net.eval().to(device)
         bicubic = TextBicubic(scale)
-        memory_format = torch.channels_last if getattr(args, 'channels_last', False) else torch.contiguous_format
+        modes = SpeedModes.from_args(args)  # --channels-last: the inputs in the network's memory format
 
         def run(img: np.ndarray):
             lq = lr_input(img, scale, mask)[None].to(device)
             with torch.inference_mode():
-                sr = _rgb(net(lq.contiguous(memory_format=memory_format)))
+                sr = _rgb(net(modes.to_input(lq)))
                 if reader is not None:
                     self.rows.append([self.current, reader(_rgb(bicubic(lq))), reader(sr)])
             return [('', tensor2img(sr.cpu(), rgb2bgr=True, min_max=(0, 1)))]
